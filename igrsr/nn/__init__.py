@@ -1,0 +1,14 @@
+"""Layers: drop-in modules over :mod:`igrsr.ops`."""
+
+from .attention import CausalSelfAttention, IntentCrossAttention
+from .losses import InfoNCELoss
+from .transformer import CausalTransformerLayer, DeliberativeReasonerLayer, FeedForward
+
+__all__ = [
+    "CausalSelfAttention",
+    "CausalTransformerLayer",
+    "DeliberativeReasonerLayer",
+    "FeedForward",
+    "InfoNCELoss",
+    "IntentCrossAttention",
+]

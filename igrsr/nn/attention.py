@@ -1,0 +1,84 @@
+"""Attention layers over :mod:`igrsr.ops`; ``backend=`` picks the kernel."""
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from ..ops import causal_attention, intent_cross_attention
+
+
+def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """(B, L, H·D) → (B, H, L, D)."""
+    batch, length, width = x.shape
+    return x.view(batch, length, num_heads, width // num_heads).transpose(1, 2)
+
+
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """(B, H, L, D) → (B, L, H·D)."""
+    batch, heads, length, head_dim = x.shape
+    return x.transpose(1, 2).reshape(batch, length, heads * head_dim)
+
+
+def check_heads(d_model: int, num_heads: int) -> None:
+    if num_heads < 1 or d_model % num_heads:
+        raise ValueError(f"d_model={d_model} must be a positive multiple of num_heads={num_heads}")
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention with key padding and always-visible prefix keys.
+
+    forward(x (B,L,d), key_padding_mask bool (B,L) True = real, num_prefix) → (B,L,d);
+    padded rows come out as zeros.
+    """
+
+    def __init__(self, d_model: int, num_heads: int, dropout: float = 0.0, backend: str = "auto"):
+        super().__init__()
+        check_heads(d_model, num_heads)
+        self.num_heads = num_heads
+        self.backend = backend
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(
+        self, x: torch.Tensor, key_padding_mask: Optional[torch.Tensor] = None, num_prefix: int = 0
+    ) -> torch.Tensor:
+        q, k, v = (split_heads(t, self.num_heads) for t in self.qkv(x).chunk(3, dim=-1))
+        attended = causal_attention(
+            q, k, v, key_padding_mask, num_prefix=num_prefix, backend=self.backend
+        )
+        return self.dropout(self.out(merge_heads(attended)))
+
+
+class IntentCrossAttention(nn.Module):
+    """Multi-head cross-attention: item positions (queries) over intent vectors (keys/values).
+
+    forward(x (B,L,d), intents (B,m,d_intent), intent_mask bool (B,m) True = visible) → (B,L,d).
+    Intents carry no positions.  A row whose intents are all masked receives zeros.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int,
+        dropout: float = 0.0,
+        d_intent: Optional[int] = None,
+        backend: str = "auto",
+    ):
+        super().__init__()
+        check_heads(d_model, num_heads)
+        self.num_heads = num_heads
+        self.backend = backend
+        self.query = nn.Linear(d_model, d_model)
+        self.key_value = nn.Linear(d_intent or d_model, 2 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(
+        self, x: torch.Tensor, intents: torch.Tensor, intent_mask: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
+        q = split_heads(self.query(x), self.num_heads)
+        k, v = (split_heads(t, self.num_heads) for t in self.key_value(intents).chunk(2, dim=-1))
+        attended = intent_cross_attention(q, k, v, intent_mask, backend=self.backend)
+        return self.dropout(self.out(merge_heads(attended)))

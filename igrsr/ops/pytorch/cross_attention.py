@@ -1,0 +1,27 @@
+"""Reference item→intent cross-attention."""
+
+from typing import Optional
+
+import torch
+
+
+def intent_cross_attention_reference(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    intent_mask: Optional[torch.Tensor],
+    scale: float,
+) -> torch.Tensor:
+    """softmax(q kᵀ · scale) v over the visible intents; rows with none visible are zero.
+
+    q (B,H,L,D), k/v (B,H,m,D), intent_mask bool (B,m) True = visible.
+    """
+    scores = torch.matmul(q, k.transpose(-1, -2)).float() * scale  # (B,H,L,m)
+    if intent_mask is None:
+        probs = torch.softmax(scores, dim=-1)
+    else:
+        visible = intent_mask[:, None, None, :]
+        # A finite fill keeps fully masked rows finite; they are zeroed just below.
+        scores = scores.masked_fill(~visible, torch.finfo(scores.dtype).min)
+        probs = torch.softmax(scores, dim=-1) * visible
+    return torch.matmul(probs.to(v.dtype), v)

@@ -1,0 +1,56 @@
+"""Reference InfoNCE between two views, with group ids and a row mask."""
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+
+def _one_way(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """Per-row -log softmax of the diagonal over the allowed columns."""
+    masked = logits.masked_fill(~allowed, torch.finfo(logits.dtype).min)
+    return torch.logsumexp(masked, dim=1) - logits.diagonal()
+
+
+def info_nce_reference(
+    z1: torch.Tensor,
+    z2: torch.Tensor,
+    temperature: float,
+    normalize: bool,
+    symmetric: bool,
+    group_ids: Optional[torch.Tensor],
+    row_mask: Optional[torch.Tensor],
+    reduction: str,
+) -> torch.Tensor:
+    """InfoNCE: row i of z1 and row i of z2 are positives, other rows are negatives.
+
+    Rows sharing a group id are not negatives of each other; rows with row_mask False are
+    neither anchors nor negatives.  Computed in float32 (float64 stays float64).
+    """
+    compute_dtype = torch.float64 if z1.dtype == torch.float64 else torch.float32
+    a, b = z1.to(compute_dtype), z2.to(compute_dtype)
+    if normalize:
+        a, b = F.normalize(a, dim=1), F.normalize(b, dim=1)
+    logits = a @ b.T / temperature
+    batch = a.shape[0]
+    # allowed[i, j]: column j counts in row i's denominator.  It is the same matrix in
+    # both directions because the group relation is symmetric and the mask is per row.
+    allowed = torch.eye(batch, dtype=torch.bool, device=a.device)
+    if group_ids is None:
+        allowed = torch.ones_like(allowed)
+    else:
+        allowed = allowed | (group_ids[:, None] != group_ids[None, :])
+    if row_mask is not None:
+        allowed = allowed & row_mask[None, :]
+    losses = _one_way(logits, allowed)
+    if symmetric:
+        losses = 0.5 * (losses + _one_way(logits.T, allowed))
+    if row_mask is not None:
+        losses = losses * row_mask.to(losses.dtype)
+    if reduction == "none":
+        return losses.to(z1.dtype)
+    total = losses.sum()
+    if reduction == "sum":
+        return total.to(z1.dtype)
+    count = batch if row_mask is None else row_mask.sum()
+    return (total / torch.clamp(torch.as_tensor(count, device=total.device), min=1)).to(z1.dtype)
