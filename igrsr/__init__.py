@@ -3,5 +3,6 @@
 __version__ = "0.1.0"
 
 from . import nn, ops  # noqa: E402
+from .models import IGRSR, SASRec  # noqa: E402
 
-__all__ = ["__version__", "nn", "ops"]
+__all__ = ["IGRSR", "SASRec", "__version__", "nn", "ops"]

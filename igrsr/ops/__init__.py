@@ -7,6 +7,8 @@ reference (:mod:`igrsr.ops.pytorch`) or a compiled / Triton kernel where one can
 from . import causal_attention as _causal_module
 from . import cross_attention as _cross_module
 from . import info_nce as _info_nce_module
+from . import compiled as _compiled_backends  # noqa: F401  (registers info_nce backends "cpu", "cuda")
+from . import triton as _triton_backend  # noqa: F401  (registers backend "triton")
 from .causal_attention import causal_attention
 from .cross_attention import intent_cross_attention
 from .dispatch import BackendUnavailableError

@@ -52,5 +52,6 @@ def causal_attention(
     """
     validate_causal_attention(q, k, v, key_padding_mask, num_prefix)
     scale = resolve_scale(scale, q.shape[-1])
-    impl = dispatcher.select(backend, q.device).impl
-    return impl(q, k, v, key_padding_mask, num_prefix, scale)
+    inputs = (q, k, v, key_padding_mask, num_prefix, scale)
+    impl = dispatcher.select(backend, q.device, inputs).impl
+    return impl(*inputs)

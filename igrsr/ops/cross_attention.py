@@ -52,5 +52,6 @@ def intent_cross_attention(
     """
     validate_cross_attention(q, k, v, intent_mask)
     scale = resolve_scale(scale, q.shape[-1])
-    impl = dispatcher.select(backend, q.device).impl
-    return impl(q, k, v, intent_mask, scale)
+    inputs = (q, k, v, intent_mask, scale)
+    impl = dispatcher.select(backend, q.device, inputs).impl
+    return impl(*inputs)

@@ -10,7 +10,9 @@ cannot run (``None`` when it can).  The choice comes from, in order:
 3. the environment variable ``IGRSR_BACKEND``, for ops that have a backend of that name
    (``IGRSR_BACKEND=reference`` forces every reference; ``IGRSR_BACKEND=triton`` selects
    Triton for the ops that have a Triton kernel and leaves the others on ``auto``);
-4. ``auto``: the first registered backend, in preference order, that can run.
+4. ``auto``: the first backend, in preference order, that can run, that ``auto`` may use on
+   this device type (Triton under its CPU interpreter is for tests that ask for it by name,
+   never an automatic choice), and that supports these inputs (a head dim a kernel lacks, say).
 
 Asking for a backend that cannot run raises :class:`BackendUnavailableError` with the
 reason; there is never a silent fallback.
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -39,10 +41,24 @@ class Backend:
     # Returns None when the backend can run on tensors of this device, else the reason.
     why_unavailable: Callable[[torch.device], Optional[str]]
     preference: int
+    # Device types on which ``auto`` may pick this backend; None = any.
+    auto_device_types: Optional[Tuple[str, ...]]
+    # Whether the backend handles these inputs (the op's implementation arguments).  Only
+    # ``auto`` consults it; a backend asked for by name raises its own clear error instead.
+    supports: Callable[..., bool]
+
+    def auto_eligible(self, device: torch.device, inputs: Sequence) -> bool:
+        if self.auto_device_types is not None and device.type not in self.auto_device_types:
+            return False
+        return self.why_unavailable(device) is None and self.supports(*inputs)
 
 
 def always_available(device: torch.device) -> Optional[str]:
     return None
+
+
+def supports_everything(*inputs) -> bool:
+    return True
 
 
 class OpDispatcher:
@@ -62,11 +78,14 @@ class OpDispatcher:
         impl: Callable,
         why_unavailable: Callable[[torch.device], Optional[str]] = always_available,
         preference: int = 100,
+        auto_device_types: Optional[Sequence[str]] = None,
+        supports: Callable[..., bool] = supports_everything,
     ) -> None:
         """Add a backend; lower ``preference`` is tried first by ``auto``."""
         if name not in BACKEND_NAMES:
             raise ValueError(f"unknown backend name {name!r}; expected one of {BACKEND_NAMES}")
-        self._backends[name] = Backend(name, impl, why_unavailable, preference)
+        device_types = None if auto_device_types is None else tuple(auto_device_types)
+        self._backends[name] = Backend(name, impl, why_unavailable, preference, device_types, supports)
 
     def backends(self) -> List[str]:
         return [b.name for b in sorted(self._backends.values(), key=lambda b: b.preference)]
@@ -85,13 +104,14 @@ class OpDispatcher:
             return global_choice
         return "auto"
 
-    def select(self, backend: str, device: torch.device) -> Backend:
+    def select(self, backend: str, device: torch.device, inputs: Sequence = ()) -> Backend:
+        """The backend for a call on ``device`` with implementation arguments ``inputs``."""
         name = self.requested(backend)
         if name == "auto":
             for candidate in sorted(self._backends.values(), key=lambda b: b.preference):
-                if candidate.why_unavailable(device) is None:
+                if candidate.auto_eligible(device, inputs):
                     return candidate
-            raise BackendUnavailableError(f"{self.op_name}: no backend can run on {device}")
+            raise BackendUnavailableError(f"{self.op_name}: no backend can run these inputs on {device}")
         if name not in self._backends:
             raise ValueError(
                 f"{self.op_name}: unknown backend {name!r}; this op has {self.backends()} or 'auto'"
@@ -105,5 +125,5 @@ class OpDispatcher:
         return chosen
 
     def available(self, device: torch.device) -> List[str]:
-        """Backends that can run on ``device`` right now, in preference order."""
+        """Backends that can run on ``device`` right now (by name), in preference order."""
         return [n for n in self.backends() if self._backends[n].why_unavailable(device) is None]

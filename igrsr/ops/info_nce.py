@@ -65,5 +65,6 @@ def info_nce(
         backend: ``"auto"``, ``"reference"``, ``"cpu"`` or ``"cuda"`` where built.
     """
     temperature = validate_info_nce(z1, z2, temperature, group_ids, row_mask, reduction)
-    impl = dispatcher.select(backend, z1.device).impl
-    return impl(z1, z2, temperature, bool(normalize), bool(symmetric), group_ids, row_mask, reduction)
+    inputs = (z1, z2, temperature, bool(normalize), bool(symmetric), group_ids, row_mask, reduction)
+    impl = dispatcher.select(backend, z1.device, inputs).impl
+    return impl(*inputs)

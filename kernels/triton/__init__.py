@@ -1,1 +1,1 @@
-"""Triton kernels (importing this package requires Triton)."""
+"""Triton kernels, one module per op.  Every module but ``interpreter`` requires Triton."""

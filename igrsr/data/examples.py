@@ -1,0 +1,183 @@
+"""Training examples as torch datasets, and left padding.
+
+Sequences are stored once, concatenated into one int64 array with per-sequence offsets;
+examples only index into it, and each example is padded when it is fetched.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, List, Optional, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler, default_collate
+
+
+def pad_left(sequences: Sequence[np.ndarray], max_len: int) -> torch.Tensor:
+    """Stack the last ``max_len`` items of each sequence into a ``(B, max_len)`` LongTensor.
+
+    Shorter sequences are left-padded with 0, so the most recent item is always in the last
+    column; an empty sequence gives a row of zeros.
+    """
+    if max_len < 1:
+        raise ValueError(f"max_len must be positive, got {max_len}")
+    padded = np.zeros((len(sequences), max_len), dtype=np.int64)
+    for row, sequence in enumerate(sequences):
+        tail = sequence[-max_len:]
+        padded[row, max_len - len(tail) :] = tail
+    return torch.from_numpy(padded)
+
+
+def trim_left_padding(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Drop the leading columns that are padding in every row of ``batch["history"]``.
+
+    Exact for every model here (left padding never changes outputs), and it makes a batch of
+    short histories cost what its longest history costs, not ``max_len``.  Every 2-D tensor of
+    the batch (``history`` and, for all-position training, ``targets``) is cut alike.
+    """
+    history = batch["history"]
+    real_columns = (history > 0).any(dim=0).nonzero()
+    first = int(real_columns[0]) if len(real_columns) else history.shape[1] - 1
+    return {name: value[:, first:] if value.dim() == 2 else value for name, value in batch.items()}
+
+
+def collate_trimmed(examples: List[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """``default_collate`` followed by :func:`trim_left_padding`."""
+    return trim_left_padding(default_collate(examples))
+
+
+class LengthBucketSampler(Sampler[List[int]]):
+    """Random batches of examples of similar history length (so trimming pays off).
+
+    Each epoch shuffles the examples, sorts them by length within windows of
+    ``window_batches`` batches, cuts the windows into batches and shuffles the batches:
+    batches stay random across the data while their rows have similar lengths.
+    """
+
+    def __init__(
+        self,
+        lengths: np.ndarray,
+        batch_size: int,
+        generator: Optional[torch.Generator] = None,
+        window_batches: int = 50,
+    ):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.lengths = np.asarray(lengths)
+        self.batch_size = batch_size
+        self.generator = generator
+        self.window = batch_size * window_batches
+
+    def __len__(self) -> int:
+        return -(-len(self.lengths) // self.batch_size)
+
+    def __iter__(self) -> Iterator[List[int]]:
+        order = torch.randperm(len(self.lengths), generator=self.generator).numpy()
+        batches = []
+        for start in range(0, len(order), self.window):
+            window = order[start : start + self.window]
+            window = window[np.argsort(self.lengths[window], kind="stable")]
+            batches += [window[i : i + self.batch_size] for i in range(0, len(window), self.batch_size)]
+        for index in torch.randperm(len(batches), generator=self.generator).tolist():
+            yield batches[index].tolist()
+
+
+class _ConcatenatedSequences(Dataset):
+    """Holds the training sequences back to back, and the user index of each."""
+
+    def __init__(self, train_sequences: Sequence[np.ndarray], max_len: int, user_ids=None):
+        if max_len < 1:
+            raise ValueError(f"max_len must be positive, got {max_len}")
+        self.max_len = max_len
+        self._lengths = np.array([len(sequence) for sequence in train_sequences], dtype=np.int64)
+        self._starts = np.cumsum(self._lengths) - self._lengths
+        self._items = (
+            np.concatenate(train_sequences).astype(np.int64, copy=False)
+            if len(train_sequences)
+            else np.zeros(0, dtype=np.int64)
+        )
+        self._users = _user_indices(user_ids, len(train_sequences))
+
+    def _sequence(self, index: int) -> np.ndarray:
+        start = self._starts[index]
+        return self._items[start : start + self._lengths[index]]
+
+    def _user(self, index: int) -> torch.Tensor:
+        return torch.tensor(self._users[index], dtype=torch.long)
+
+
+def _user_indices(user_ids: Optional[Sequence[int]], num_sequences: int) -> np.ndarray:
+    if user_ids is None:
+        return np.arange(num_sequences, dtype=np.int64)
+    users = np.asarray(user_ids, dtype=np.int64)
+    if users.shape != (num_sequences,):
+        raise ValueError(
+            f"user_ids must have one entry per sequence ({num_sequences}), got shape {users.shape}"
+        )
+    return users
+
+
+class PrefixExamples(_ConcatenatedSequences):
+    """One example per (history prefix -> next item) of every training sequence.
+
+    A sequence of length L gives L - 1 examples, with prefixes of length 1..L-1 (DESIGN §1:
+    the loss is at the final position of each prefix). Each example is
+    ``{"history": LongTensor(max_len) left-padded, "target": LongTensor(), "user": LongTensor()}``,
+    where ``user`` is ``user_ids[i]`` for sequence ``i`` (default ``i``).
+    """
+
+    def __init__(self, train_sequences: Sequence[np.ndarray], max_len: int, user_ids=None):
+        super().__init__(train_sequences, max_len, user_ids)
+        targets_per_sequence = np.maximum(self._lengths - 1, 0)
+        self._example_sequence = np.repeat(np.arange(len(self._lengths)), targets_per_sequence)
+        first_example = np.cumsum(targets_per_sequence) - targets_per_sequence
+        rank_in_sequence = np.arange(len(self._example_sequence)) - first_example[self._example_sequence]
+        # The first target of a sequence is its second item.
+        self._target_position = self._starts[self._example_sequence] + 1 + rank_in_sequence
+
+    def __len__(self) -> int:
+        return len(self._example_sequence)
+
+    def history_lengths(self) -> np.ndarray:
+        """Length of each example's (unpadded, at most ``max_len``) history."""
+        return np.minimum(self._target_position - self._starts[self._example_sequence], self.max_len)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        sequence = self._example_sequence[index]
+        target_position = self._target_position[index]
+        history = self._items[self._starts[sequence] : target_position]
+        return {
+            "history": pad_left([history], self.max_len)[0],
+            "target": torch.tensor(self._items[target_position], dtype=torch.long),
+            "user": self._user(sequence),
+        }
+
+
+class SequenceExamples(_ConcatenatedSequences):
+    """One example per training sequence, for training on all positions at once (SASRec).
+
+    ``{"history": seq[:-1], "targets": seq[1:], "user": idx}``, both left-padded to
+    ``max_len`` and aligned (the target of ``history[j]`` is ``targets[j]``; 0 where padded).
+    Sequences longer than ``max_len + 1`` keep their last ``max_len + 1`` items; sequences
+    shorter than 2 give no example.
+    """
+
+    def __init__(self, train_sequences: Sequence[np.ndarray], max_len: int, user_ids=None):
+        super().__init__(train_sequences, max_len, user_ids)
+        self._kept_sequences = np.flatnonzero(self._lengths >= 2)
+
+    def __len__(self) -> int:
+        return len(self._kept_sequences)
+
+    def history_lengths(self) -> np.ndarray:
+        """Length of each example's (unpadded, at most ``max_len``) history."""
+        return np.minimum(self._lengths[self._kept_sequences] - 1, self.max_len)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        sequence = self._kept_sequences[index]
+        window = self._sequence(sequence)[-(self.max_len + 1) :]
+        return {
+            "history": pad_left([window[:-1]], self.max_len)[0],
+            "targets": pad_left([window[1:]], self.max_len)[0],
+            "user": self._user(sequence),
+        }

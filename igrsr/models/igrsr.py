@@ -1,0 +1,197 @@
+"""IGR-SR: intent-guided reasoning for sequential recommendation (arXiv 2512.14034).
+
+Stage 2 of a two-stage model, built over a trained SASRec (stage 1) whose encoder is frozen:
+
+* Latent Intent Distiller (LID): ``[P_1..P_k ; s_1..s_n ; I_1..I_m]`` through the frozen
+  encoder; the outputs at the ``m`` intent positions are the raw intents ``T_I``.
+* Projection: an MLP maps ``T_I`` into the reasoner's space, ``T_D``.
+* Intent-aware Deliberative Reasoner (IDR): ``L`` layers of item→intent cross-attention,
+  causal self-attention and a feed-forward block; the user vector is the last position.
+* Intent Consistency Regularization (ICR): InfoNCE between the user vectors of two views
+  with randomly masked intents.  Loss: ``CE + cl_weight · InfoNCE``.
+"""
+
+import copy
+import math
+from typing import Dict, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..nn import DeliberativeReasonerLayer, InfoNCELoss
+from .base import SequentialRecommender
+from .sasrec import SASRec, SASRecEncoder
+
+
+class LatentIntentDistiller(nn.Module):
+    """Learnable prefix and ``<intent>`` tokens read out through a frozen SASRec encoder.
+
+    Only the prefix and intent embeddings are trainable.  The encoder stays in eval mode
+    (no dropout) and never receives gradients.  Prefix and intent tokens carry no position;
+    history items keep the positions they had in pre-training.
+    """
+
+    def __init__(self, encoder: SASRecEncoder, num_prefix: int, num_intents: int):
+        super().__init__()
+        if num_prefix < 0:
+            raise ValueError(f"num_prefix must be >= 0, got {num_prefix}")
+        if num_intents < 1:
+            raise ValueError(f"num_intents must be >= 1, got {num_intents}")
+        self.encoder = encoder
+        self.encoder.requires_grad_(False)
+        d_intent = encoder.final_norm.normalized_shape[0]
+        self.prefix = nn.Parameter(torch.randn(num_prefix, d_intent) * d_intent**-0.5)
+        self.intents = nn.Parameter(torch.randn(num_intents, d_intent) * d_intent**-0.5)
+
+    @property
+    def d_intent(self) -> int:
+        return self.intents.shape[1]
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.encoder.eval()
+        return self
+
+    def forward(self, history: torch.Tensor) -> torch.Tensor:
+        """history (B, L) → raw intents ``T_I`` (B, m, d_intent)."""
+        batch = history.shape[0]
+        items = self.encoder.embedding(history)
+        prefix = self.prefix.to(items.dtype).expand(batch, -1, -1)
+        intents = self.intents.to(items.dtype).expand(batch, -1, -1)
+        tokens = torch.cat([prefix, items, intents], dim=1)
+        real = torch.ones(batch, tokens.shape[1], dtype=torch.bool, device=history.device)
+        real[:, prefix.shape[1] : prefix.shape[1] + history.shape[1]] = history > 0
+        hidden = self.encoder.transform(tokens, real, num_prefix=prefix.shape[1])
+        return hidden[:, -intents.shape[1] :]
+
+
+class IntentProjection(nn.Module):
+    """MLP from the distiller's space to the reasoner's: ``T_I → T_D``."""
+
+    def __init__(self, d_intent: int, d_model: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(d_intent, d_model), nn.GELU(), nn.Linear(d_model, d_model))
+
+    def forward(self, intents: torch.Tensor) -> torch.Tensor:
+        return self.net(intents)
+
+
+class DeliberativeReasoner(nn.Module):
+    """IDR: own item table (tied with the output layer) and positions, then ``L`` layers."""
+
+    def __init__(self, backbone: SASRec, num_layers: int, num_heads: int, dropout: float, backend: str):
+        super().__init__()
+        d_model = backbone.item_embeddings.shape[1]
+        # Warm start: the item table and positions continue from stage 1.
+        self.embedding = copy.deepcopy(backbone.encoder.embedding)
+        self.embedding.dropout.p = dropout
+        self.layers = nn.ModuleList(
+            DeliberativeReasonerLayer(d_model, num_heads, dropout, backend=backend) for _ in range(num_layers)
+        )
+        self.final_norm = copy.deepcopy(backbone.encoder.final_norm)
+        self._warm_start_decisions(backbone)
+
+    def _warm_start_decisions(self, backbone: SASRec) -> None:
+        """Start each decision block from the matching stage-1 block where shapes agree.
+
+        The cross-attention outputs start at zero, so the fresh reasoner computes what the
+        stage-1 SASRec computes and training adds the intents from there.
+        """
+        for layer, trained in zip(self.layers, backbone.encoder.layers):
+            if layer.decision.attention.num_heads == trained.attention.num_heads:
+                layer.decision.load_state_dict(trained.state_dict())
+
+    @property
+    def item_embeddings(self) -> torch.Tensor:
+        return self.embedding.items.weight
+
+    def forward(
+        self, history: torch.Tensor, intents: torch.Tensor, intent_mask: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
+        """User vectors ``h_u`` (B, d): the output at the last (most recent) position."""
+        padding_mask = history > 0
+        x = self.embedding(history)
+        for layer in self.layers:
+            x = layer(x, intents, padding_mask, intent_mask)
+        return self.final_norm(x[:, -1])
+
+
+def sample_intent_masks(batch: int, num_intents: int, mask_prob: float, device) -> torch.Tensor:
+    """Drop each intent with probability ``mask_prob``, always keeping at least one per row."""
+    keep = torch.rand(batch, num_intents, device=device) >= mask_prob
+    rescue = F.one_hot(torch.randint(num_intents, (batch,), device=device), num_intents).bool()
+    return keep | (rescue & ~keep.any(dim=1, keepdim=True))
+
+
+class IGRSR(SequentialRecommender):
+    """IGR-SR over a trained stage-1 :class:`SASRec` ``backbone`` (copied, then frozen).
+
+    Args:
+        backbone: the trained SASRec; its encoder becomes the frozen distiller, and its item
+            table, positions and blocks warm-start the reasoner.
+        num_prefix: ``k`` learnable prefix tokens.
+        num_intents: ``m`` learnable ``<intent>`` tokens (1..16).
+        num_layers, num_heads, dropout: the reasoner's.
+        mask_prob: probability of dropping each intent in an ICR view.
+        temperature: InfoNCE temperature ``τ``.
+        cl_weight: ``λ``, weight of the InfoNCE term (0 turns ICR off).
+        backend: kernel backend for attention and InfoNCE (``"auto"``, ``"reference"``, ...).
+    """
+
+    example_kind = "prefix"
+
+    def __init__(
+        self,
+        backbone: SASRec,
+        num_prefix: int = 4,
+        num_intents: int = 4,
+        num_layers: int = 2,
+        num_heads: int = 2,
+        dropout: float = 0.5,
+        mask_prob: float = 0.5,
+        temperature: float = 0.1,
+        cl_weight: float = 0.1,
+        backend: str = "auto",
+    ):
+        super().__init__(backbone.num_items, backbone.max_len)
+        if not 0.0 <= mask_prob < 1.0:
+            raise ValueError(f"mask_prob must be in [0, 1), got {mask_prob}")
+        if cl_weight < 0:
+            raise ValueError(f"cl_weight must be >= 0, got {cl_weight}")
+        self.num_intents = num_intents
+        self.mask_prob = mask_prob
+        self.cl_weight = cl_weight
+        self.distiller = LatentIntentDistiller(copy.deepcopy(backbone.encoder), num_prefix, num_intents)
+        d_model = backbone.item_embeddings.shape[1]
+        self.projection = IntentProjection(self.distiller.d_intent, d_model)
+        self.reasoner = DeliberativeReasoner(backbone, num_layers, num_heads, dropout, backend)
+        self.consistency = InfoNCELoss(temperature, backend=backend)
+
+    def intents(self, history: torch.Tensor) -> torch.Tensor:
+        """Projected intents ``T_D`` (B, m, d), distilled from the visible history only."""
+        return self.projection(self.distiller(history))
+
+    def logits(self, user_vectors: torch.Tensor) -> torch.Tensor:
+        return self.mask_padding_column(user_vectors @ self.reasoner.item_embeddings.T)
+
+    def training_loss(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, float]]:
+        history, target = batch["history"], batch["target"]
+        intents = self.intents(history)
+        if self.cl_weight == 0:
+            ce = self.catalog_cross_entropy(self.reasoner(history, intents), self.reasoner.item_embeddings, target)
+            return ce, {"loss": ce.item(), "ce": ce.item()}
+        # One reasoner pass over three copies of the batch: all intents visible (for the
+        # recommendation loss) and two views with randomly masked intents (for ICR).
+        batch_size = len(history)
+        views = [sample_intent_masks(batch_size, self.num_intents, self.mask_prob, history.device) for _ in range(2)]
+        all_visible = torch.ones_like(views[0])
+        user_vectors = self.reasoner(history.repeat(3, 1), intents.repeat(3, 1, 1), torch.cat([all_visible, *views]))
+        full, first_view, second_view = user_vectors.split(batch_size)
+        ce = self.catalog_cross_entropy(full, self.reasoner.item_embeddings, target)
+        consistency = self.consistency(first_view, second_view, group_ids=batch["user"])
+        loss = ce + self.cl_weight * consistency
+        return loss, {"loss": loss.item(), "ce": ce.item(), "infonce": consistency.item()}
+
+    def score(self, history: torch.Tensor, users: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return self.logits(self.reasoner(history, self.intents(history)))

@@ -1,0 +1,129 @@
+"""SASRec (Kang & McAuley, 2018): a causal transformer over the item history.
+
+Also IGR-SR's stage-1 backbone, whose frozen encoder becomes the Latent Intent Distiller.
+"""
+
+import math
+from typing import Dict, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..nn import CausalTransformerLayer
+from .base import SequentialRecommender
+
+LOSSES = ("ce", "bce")
+
+
+class ItemSequenceEmbedding(nn.Module):
+    """Item embeddings scaled by sqrt(d) plus learned positions counted from the end.
+
+    Positions count back from the most recent item (it has position 0), so the amount of
+    left padding never changes what a real item receives.
+    """
+
+    def __init__(self, num_items: int, max_len: int, d_model: int, dropout: float):
+        super().__init__()
+        self.items = nn.Embedding(num_items + 1, d_model, padding_idx=0)
+        self.positions = nn.Embedding(max_len, d_model)
+        self.dropout = nn.Dropout(dropout)
+        self.scale = math.sqrt(d_model)
+        nn.init.normal_(self.items.weight, std=d_model**-0.5)
+        with torch.no_grad():
+            self.items.weight[0].zero_()
+
+    def forward(self, history: torch.Tensor) -> torch.Tensor:
+        length = history.shape[1]
+        if length > self.positions.num_embeddings:
+            raise ValueError(
+                f"history has length {length} but the model was built with max_len="
+                f"{self.positions.num_embeddings}"
+            )
+        from_end = torch.arange(length - 1, -1, -1, device=history.device)
+        x = self.items(history) * self.scale + self.positions(from_end)
+        return self.dropout(x) * (history > 0).unsqueeze(-1).to(x.dtype)
+
+
+class SASRecEncoder(nn.Module):
+    """Embedding, causal transformer layers and a final LayerNorm."""
+
+    def __init__(
+        self,
+        num_items: int,
+        max_len: int,
+        d_model: int,
+        num_layers: int,
+        num_heads: int,
+        dropout: float,
+        backend: str = "auto",
+    ):
+        super().__init__()
+        self.embedding = ItemSequenceEmbedding(num_items, max_len, d_model, dropout)
+        self.layers = nn.ModuleList(
+            CausalTransformerLayer(d_model, num_heads, dropout, backend=backend) for _ in range(num_layers)
+        )
+        self.final_norm = nn.LayerNorm(d_model)
+
+    def transform(self, x: torch.Tensor, padding_mask: torch.Tensor, num_prefix: int = 0) -> torch.Tensor:
+        """Run already-embedded tokens (B, L, d) through the layers."""
+        for layer in self.layers:
+            x = layer(x, padding_mask, num_prefix)
+        return self.final_norm(x)
+
+    def forward(self, history: torch.Tensor) -> torch.Tensor:
+        padding_mask = history > 0
+        return self.transform(self.embedding(history), padding_mask)
+
+
+class SASRec(SequentialRecommender):
+    """SASRec with a full-catalog cross-entropy (default) or BCE with one sampled negative."""
+
+    example_kind = "sequence"
+
+    def __init__(
+        self,
+        num_items: int,
+        max_len: int = 50,
+        d_model: int = 64,
+        num_layers: int = 2,
+        num_heads: int = 2,
+        dropout: float = 0.5,
+        loss: str = "ce",
+        backend: str = "auto",
+    ):
+        super().__init__(num_items, max_len)
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+        self.loss_kind = loss
+        self.encoder = SASRecEncoder(num_items, max_len, d_model, num_layers, num_heads, dropout, backend)
+
+    @property
+    def item_embeddings(self) -> torch.Tensor:
+        return self.encoder.embedding.items.weight
+
+    def training_loss(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, float]]:
+        hidden = self.encoder(batch["history"])
+        targets = batch["targets"]
+        real = targets > 0
+        hidden, targets = hidden[real], targets[real]
+        if self.loss_kind == "ce":
+            loss = self.catalog_cross_entropy(hidden, self.item_embeddings, targets)
+        else:
+            loss = self._sampled_bce(hidden, targets)
+        return loss, {"loss": loss.item()}
+
+    def _sampled_bce(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """BCE against one uniformly sampled negative per position (the original SASRec loss)."""
+        negatives = torch.randint(1, self.num_items + 1, targets.shape, device=targets.device)
+        positive = (hidden * self.item_embeddings[targets]).sum(-1)
+        negative = (hidden * self.item_embeddings[negatives]).sum(-1)
+        return F.binary_cross_entropy_with_logits(
+            torch.cat([positive, negative]), torch.cat([torch.ones_like(positive), torch.zeros_like(negative)])
+        )
+
+    def user_vector(self, history: torch.Tensor) -> torch.Tensor:
+        return self.encoder(history)[:, -1]
+
+    def score(self, history: torch.Tensor, users: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return self.mask_padding_column(self.user_vector(history) @ self.item_embeddings.T)

@@ -1,0 +1,132 @@
+"""Runs: one trained model per directory, named by what determines its result.
+
+A run directory is ``OUT/<dataset>/<model>-<hash>`` where the hash covers the model's
+options, the training settings and the data's fingerprint.  A finished run (its
+``results.json`` exists) is reused instead of retrained, which is how IGR-SR's stage 1
+is shared by every IGR-SR run over the same SASRec settings.
+"""
+
+import hashlib
+import json
+import platform
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import numpy as np
+import torch
+
+from ..data import InteractionData, Split, load_dataset, make_synthetic
+from ..models import SequentialRecommender
+from ..models.registry import MODELS, build_model, options_for
+from .checkpoint import load_json, load_torch, save_json
+from .trainer import TrainConfig, Trainer
+
+SYNTHETIC = "synthetic"
+# Training settings that change how fast a run goes, not what it computes.
+NOT_IN_RUN_KEY = ("device", "eval_batch_size", "progress")
+
+
+def load_data(path: Optional[str]) -> InteractionData:
+    """Read a dataset file, or build the embedded synthetic one for ``None``/"synthetic"."""
+    if path is None or path == SYNTHETIC:
+        return make_synthetic()
+    return load_dataset(path)
+
+
+def data_fingerprint(data: InteractionData) -> str:
+    digest = hashlib.sha1()
+    digest.update(np.asarray([len(s) for s in data.sequences], dtype=np.int64).tobytes())
+    for sequence in data.sequences:
+        digest.update(np.asarray(sequence, dtype=np.int64).tobytes())
+    return digest.hexdigest()[:12]
+
+
+def data_summary(data: InteractionData) -> Dict[str, Any]:
+    return {
+        "name": data.name,
+        "users": data.num_users,
+        "items": data.num_items,
+        "interactions": data.num_interactions,
+        "fingerprint": data_fingerprint(data),
+    }
+
+
+def run_key(model_name: str, model_options: Dict, config: TrainConfig, data: InteractionData) -> Dict:
+    training = {k: v for k, v in asdict(config).items() if k not in NOT_IN_RUN_KEY}
+    return {"model": model_name, "options": model_options, "train": training, "data": data_fingerprint(data)}
+
+
+def run_dir_for(out: Path, key: Dict, data_name: str) -> Path:
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    return Path(out) / data_name / f"{key['model']}-{digest}"
+
+
+def environment() -> Dict[str, Any]:
+    return {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "threads": torch.get_num_threads(),
+        "cuda_device": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+    }
+
+
+def train_model(
+    model_name: str,
+    data: InteractionData,
+    split: Split,
+    options: Dict[str, Any],
+    config: TrainConfig,
+    out: Path,
+    resume: bool = False,
+    fresh: bool = False,
+) -> Dict[str, Any]:
+    """Train ``model_name`` (and its stage 1 first, if it has one) or reuse a finished run.
+
+    ``options`` holds every model hyperparameter of the command line; each model takes the
+    ones its constructor accepts.  Returns the run's results (also in ``results.json``).
+    """
+    if model_name not in MODELS:
+        raise ValueError(f"unknown model {model_name!r}; expected one of {sorted(MODELS)}")
+    entry = MODELS[model_name]
+    backbone, backbone_run = None, None
+    if entry.needs_backbone:
+        stage1 = train_model("sasrec", data, split, options, config, out, resume=resume)
+        backbone_run = stage1["run_dir"]
+        backbone = load_trained("sasrec", split, options, Path(backbone_run), config.device)
+    model_options = options_for(entry.cls, options)
+    key = run_key(model_name, model_options, config, data)
+    if backbone_run is not None:
+        key["backbone"] = Path(backbone_run).name
+    run_dir = run_dir_for(out, key, data.name)
+    results_path = run_dir / "results.json"
+    if results_path.exists() and not fresh:
+        print(f"{model_name}: reusing the finished run in {run_dir}")
+        return load_json(results_path)
+    model = build_model(model_name, split.num_items, len(split.train), options, backbone=backbone)
+    started = time.perf_counter()
+    summary = Trainer(model, split, config, run_dir, title=model_name).fit(resume=resume)
+    result = {
+        "model": model_name,
+        "options": model_options,
+        "data": data_summary(data),
+        "run_dir": str(run_dir),
+        "backbone_run": backbone_run,
+        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "wall_seconds": time.perf_counter() - started,
+        "environment": environment(),
+        **summary,
+    }
+    save_json(result, results_path)
+    return result
+
+
+def load_trained(
+    model_name: str, split: Split, options: Dict[str, Any], run_dir: Path, device: str
+) -> SequentialRecommender:
+    """Rebuild a finished run's model and load its best weights."""
+    model = build_model(model_name, split.num_items, len(split.train), options)
+    model.load_state_dict(load_torch(Path(run_dir) / "best.pt", map_location=device)["model"])
+    return model.to(device)

@@ -1,0 +1,111 @@
+"""Training harness: end-to-end runs, resume, atomic files, the command line."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from igrsr import IGRSR, SASRec
+from igrsr.cli import main
+from igrsr.data import leave_one_out, make_synthetic
+from igrsr.eval import evaluate
+from igrsr.train import TrainConfig, Trainer
+from igrsr.train.checkpoint import save_json
+
+SMALL = dict(max_len=20, d_model=32, num_layers=1, num_heads=2, dropout=0.1)
+
+
+@pytest.fixture(scope="module")
+def split():
+    return leave_one_out(make_synthetic(num_users=300, num_items=120, seq_len=(8, 16), seed=3))
+
+
+def popularity_ndcg(split) -> float:
+    counts = torch.zeros(split.num_items + 1)
+    for sequence in split.train:
+        counts.index_add_(0, torch.from_numpy(sequence), torch.ones(len(sequence)))
+    return evaluate(
+        lambda history, users: counts.expand(len(history), -1), split.test_history, split.test_target,
+        split.num_items, max_len=20,
+    )["NDCG@10"]  # fmt: skip
+
+
+def config(**overrides) -> TrainConfig:
+    return TrainConfig(**{"epochs": 8, "batch_size": 32, "lr": 5e-3, "patience": 8, "progress": False, **overrides})
+
+
+def test_sasrec_and_igrsr_train_end_to_end_and_beat_popularity(split, tmp_path):
+    popularity = popularity_ndcg(split)
+    sasrec = SASRec(split.num_items, **SMALL)
+    sasrec_result = Trainer(sasrec, split, config(), tmp_path / "sasrec", "sasrec").fit()
+    assert sasrec_result["test"]["NDCG@10"] > popularity
+    igrsr = IGRSR(sasrec, num_layers=1, num_heads=2, dropout=0.2, num_intents=2, num_prefix=2)
+    igrsr_result = Trainer(igrsr, split, config(epochs=2), tmp_path / "igrsr", "igrsr").fit()
+    assert igrsr_result["test"]["NDCG@10"] > popularity
+    assert (tmp_path / "igrsr" / "best.pt").exists() and (tmp_path / "igrsr" / "curves.png").exists()
+    assert igrsr_result["epochs_run"] == 2 and len(igrsr_result["history"]) == 2
+
+
+def test_resume_continues_exactly_where_the_run_stopped(split, tmp_path):
+    def trainer(epochs, directory):
+        torch.manual_seed(0)
+        return Trainer(SASRec(split.num_items, **SMALL), split, config(epochs=epochs), directory, "sasrec")
+
+    uninterrupted = trainer(3, tmp_path / "straight").fit()
+    trainer(2, tmp_path / "stopped").fit()
+    resumed = trainer(3, tmp_path / "stopped").fit(resume=True)
+    assert resumed["epochs_run"] == 3
+    straight_losses = [row["train_loss"] for row in uninterrupted["history"]]
+    resumed_losses = [row["train_loss"] for row in resumed["history"]]
+    np.testing.assert_allclose(resumed_losses, straight_losses, rtol=1e-5)
+    assert resumed["test"] == pytest.approx(uninterrupted["test"], rel=1e-5)
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    path = tmp_path / "results.json"
+    save_json({"done": 1}, path)
+
+    class Unserializable:
+        def __str__(self):
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        save_json({"done": Unserializable()}, path)
+    assert json.loads(path.read_text()) == {"done": 1}
+    assert os.listdir(tmp_path) == ["results.json"]
+
+
+def test_train_config_rejects_bad_values():
+    with pytest.raises(ValueError, match="epochs"):
+        TrainConfig(epochs=0)
+    with pytest.raises(ValueError, match="lr"):
+        TrainConfig(lr=0.0)
+
+
+def write_sequences(path, users=150, seed=0):
+    data = make_synthetic(num_users=users, num_items=60, seq_len=(6, 12), seed=seed)
+    path.write_text("".join(f"{u + 1} " + " ".join(map(str, s)) + "\n" for u, s in enumerate(data.sequences)))
+    return path
+
+
+def test_command_line_trains_reuses_stage_one_and_writes_results(tmp_path, capsys):
+    data = write_sequences(tmp_path / "tiny.txt")
+    common = ["--data", str(data), "--out", str(tmp_path / "runs"), "--epochs", "1", "--no-progress",
+              "--d-model", "16", "--num-layers", "1", "--max-len", "10", "--batch-size", "64"]  # fmt: skip
+    assert main(["train", "--model", "sasrec", *common]) == 0
+    assert main(["train", "--model", "igrsr", *common, "--num-intents", "2", "--num-prefix", "2"]) == 0
+    output = capsys.readouterr().out
+    assert "sasrec: reusing the finished run" in output
+    results = sorted((tmp_path / "runs" / "tiny").glob("*/results.json"))
+    assert [p.parent.name.split("-")[0] for p in results] == ["igrsr", "sasrec"]
+    igrsr_result = json.loads(results[0].read_text())
+    assert igrsr_result["backbone_run"] == str(results[1].parent)
+    assert set(igrsr_result["test"]) >= {"HR@10", "NDCG@10", "MRR@10", "HR@20"}
+    assert igrsr_result["options"]["num_intents"] == 2
+
+
+def test_command_line_rejects_unknown_models(tmp_path):
+    with pytest.raises(SystemExit, match="unknown model"):
+        main(["train", "--model", "gru4rec", "--data", str(write_sequences(tmp_path / "d.txt"))])
