@@ -75,7 +75,7 @@ setup(
     name="igrsr",
     version="0.1.0",
     description="Intent-guided sequential recommendation (IGR-SR) with fused Triton and CUDA layers",
-    long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
+    long_description=open(os.path.join(HERE, "README.md"), encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
     packages=packages,

@@ -105,7 +105,13 @@ def training_step(backend, batch, dim, device):
 def run_benchmark(benchmark, device, backend, batch, dim, rounds):
     benchmark.group = f"info_nce {device} B={batch} d={dim}"
     benchmark.extra_info.update(
-        device=device, backend=backend, batch=batch, dim=dim, dtype="float32", symmetric=True, normalize=True,
+        device=device,
+        backend=backend,
+        batch=batch,
+        dim=dim,
+        dtype="float32",
+        symmetric=True,
+        normalize=True,
         similarity_matrix_mib=batch * batch * 4 / 2**20,
     )
     key = (device, batch, dim)
@@ -113,6 +119,7 @@ def run_benchmark(benchmark, device, backend, batch, dim, rounds):
     try:
         peak = peak_memory_bytes(step, device)
         if device == "cuda":
+
             def synchronized():
                 step()
                 torch.cuda.synchronize()

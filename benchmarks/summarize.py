@@ -1,12 +1,24 @@
-"""Print a pytest-benchmark JSON file as a markdown table (median, throughput, memory, ratios).
+"""Print a pytest-benchmark JSON file as a markdown table with ratios inside each group.
 
     python benchmarks/summarize.py benchmarks/results/<date>/benchmarks.json
+
+Within a group (same op, mode and size) every entry's median is compared with the
+reference's and with the fastest public peer's (SDPA flash, FlexAttention, eager), when
+those ran: "x ref" > 1 means faster than the reference.
 """
 
 import json
+import re
 import sys
+from collections import defaultdict
 
 COLUMNS = ("tflops", "gbps", "peak_memory_mib", "speedup", "memory_ratio")
+PEERS = ("sdpa_flash", "flex", "eager")
+
+
+def backend_of(name: str) -> str:
+    match = re.search(r"\[(.*)\]", name)
+    return match.group(1).split("-")[0] if match else name
 
 
 def format_value(value) -> str:
@@ -17,14 +29,28 @@ def summarize(path: str) -> str:
     with open(path, encoding="utf-8") as handle:
         report = json.load(handle)
     info = report.get("machine_info", {}).get("igrsr", {})
-    lines = [f"device: {info.get('device')}, torch {info.get('torch')}, CUDA {info.get('cuda')}, "
-             f"Triton {info.get('triton')}, {info.get('date')}", "",
-             "| benchmark | median ms | " + " | ".join(COLUMNS) + " |",
-             "|---|---|" + "---|" * len(COLUMNS)]  # fmt: skip
+    groups = defaultdict(dict)
     for bench in report["benchmarks"]:
+        groups[bench["group"]][backend_of(bench["name"])] = bench["stats"]["median"]
+    lines = [
+        f"device: {info.get('device')}, torch {info.get('torch')}, CUDA {info.get('cuda')}, "
+        f"Triton {info.get('triton')}, {info.get('date')}",
+        "",
+        "| benchmark | median ms | x ref | x best peer | " + " | ".join(COLUMNS) + " |",
+        "|---|---|---|---|" + "---|" * len(COLUMNS),
+    ]
+    for bench in report["benchmarks"]:
+        median = bench["stats"]["median"]
+        group = groups[bench["group"]]
+        versus_reference = group["reference"] / median if "reference" in group else ""
+        peers = [group[p] for p in PEERS if p in group]
+        versus_peer = min(peers) / median if peers else ""
         extra = bench.get("extra_info", {})
         cells = " | ".join(format_value(extra.get(column, "")) for column in COLUMNS)
-        lines.append(f"| {bench['name']} | {bench['stats']['median'] * 1e3:.3f} | {cells} |")
+        lines.append(
+            f"| {bench['name']} | {median * 1e3:.3f} | {format_value(versus_reference)} | "
+            f"{format_value(versus_peer)} | {cells} |"
+        )
     return "\n".join(lines)
 
 

@@ -1,5 +1,7 @@
 // CPU implementation of the igrsr InfoNCE ops: the torch-free tiled core (cpu/info_nce_cpu.h)
 // on ATen's thread pool.  16-bit inputs are converted once to a float32 copy (O(B·d)).
+#include "cpu/info_nce_cpu.h"
+
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -7,7 +9,6 @@
 
 #include <tuple>
 
-#include "cpu/info_nce_cpu.h"
 #include "info_nce_ops.h"
 
 namespace igrsr {
@@ -31,8 +32,14 @@ struct CoreInputs {
 
   template <typename Real>
   core::Problem<Real> problem(double temperature, bool normalize, bool symmetric) const {
-    return {z1.const_data_ptr<Real>(), z2.const_data_ptr<Real>(), z1.size(0), z1.size(1),
-            static_cast<Real>(temperature), normalize, symmetric, data_or_null<int64_t>(groups),
+    return {z1.const_data_ptr<Real>(),
+            z2.const_data_ptr<Real>(),
+            z1.size(0),
+            z1.size(1),
+            static_cast<Real>(temperature),
+            normalize,
+            symmetric,
+            data_or_null<int64_t>(groups),
             data_or_null<bool>(mask)};
   }
 

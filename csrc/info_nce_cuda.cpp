@@ -1,5 +1,7 @@
 // CUDA implementation of the igrsr InfoNCE ops: the torch-free kernels of kernels/cuda on
 // the current stream, with their scratch memory from the caching allocator.
+#include "info_nce_cuda.h"
+
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -7,7 +9,6 @@
 
 #include <tuple>
 
-#include "info_nce_cuda.h"
 #include "info_nce_ops.h"
 
 namespace igrsr {
@@ -36,10 +37,20 @@ struct KernelInputs {
         z2(z2_in.contiguous()),
         groups(int64_group_ids(group_ids)),
         mask(contiguous_row_mask(row_mask)),
-        problem{z1.const_data_ptr(), z2.const_data_ptr(), input_type(z1.scalar_type()), z1.size(0), z1.size(1),
-                temperature, normalize, symmetric, data_or_null<int64_t>(groups), data_or_null<bool>(mask)} {}
+        problem{z1.const_data_ptr(),
+                z2.const_data_ptr(),
+                input_type(z1.scalar_type()),
+                z1.size(0),
+                z1.size(1),
+                temperature,
+                normalize,
+                symmetric,
+                data_or_null<int64_t>(groups),
+                data_or_null<bool>(mask)} {}
 
-  at::Tensor statistic(int64_t length) const { return at::empty({length}, z1.options().dtype(compute_dtype(z1.scalar_type()))); }
+  at::Tensor statistic(int64_t length) const {
+    return at::empty({length}, z1.options().dtype(compute_dtype(z1.scalar_type())));
+  }
   at::Tensor workspace(size_t bytes) const {
     return at::empty({static_cast<int64_t>(bytes)}, z1.options().dtype(at::kByte));
   }

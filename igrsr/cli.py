@@ -11,11 +11,16 @@ from typing import Dict, List, Optional
 
 import torch
 
-from .data import leave_one_out
+from .data import leave_one_out, make_synthetic
 from .models.registry import MODELS
+from .study import ALL_MODELS, Study, StudyPlan, first_users, main_table, run_study
 from .train import TrainConfig, load_data, train_model
 
 DEFAULT_MODELS = "sasrec,igrsr"
+# `igrsr study --quick`: a smaller synthetic dataset, one seed and a few epochs.
+QUICK_SYNTHETIC = dict(num_users=300, seq_len=(8, 20))
+QUICK_EPOCHS = 5
+QUICK_SEEDS, FULL_SEEDS = 1, 3
 REPORTED_METRICS = ("HR@5", "NDCG@5", "HR@10", "NDCG@10", "HR@20", "NDCG@20", "MRR@10")
 
 
@@ -33,6 +38,24 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--temperature", type=float, default=0.1, help="IGR-SR: InfoNCE temperature")
     group.add_argument("--cl-weight", type=float, default=0.1, help="IGR-SR: InfoNCE weight lambda")
     group.add_argument("--backend", default="auto", help="kernel backend: auto, reference, triton, cpu, cuda")
+    add_model_specific_options(parser)
+
+
+def add_model_specific_options(parser: argparse.ArgumentParser) -> None:
+    """Options of one model each; left unset, the model's own (published) default applies."""
+    group = parser.add_argument_group("model-specific (default: the model's own)")
+    group.add_argument("--intent-source", choices=("distiller", "free"), help="IGR-SR: LID, or free vectors (ablation)")
+    group.add_argument("--fusion", choices=("cross_attention", "concat"), help="IGR-SR: intent fusion (ablation)")
+    group.add_argument("--mask-ratio", type=float, help="BERT4Rec: cloze masking probability (0.2)")
+    group.add_argument("--sse-user-prob", type=float, help="SSE-PT: probability of swapping the user id (0.92)")
+    group.add_argument("--sse-item-prob", type=float, help="SSE-PT: probability of swapping an input item (0.1)")
+    group.add_argument("--reasoning-steps", type=int, help="ReaRec: reasoning steps K (2)")
+    group.add_argument("--kl-weight", type=float, help="ReaRec-ERL: weight of the KL diversity term (0.05)")
+    group.add_argument("--anneal-base", type=float, help="ReaRec-PRL: temperature annealing base (5)")
+    group.add_argument("--reasoning-noise", type=float, help="ReaRec-PRL: noise scale of the contrastive view (0.01)")
+    group.add_argument("--reasoning-cl-weight", type=float, help="ReaRec-PRL: contrastive loss weight (1)")
+    group.add_argument("--num-codebooks", type=int, help="LightRec: codebooks B (4)")
+    group.add_argument("--codebook-size", type=int, help="LightRec: codewords per codebook W (256)")
 
 
 def add_training_options(parser: argparse.ArgumentParser) -> None:
@@ -52,6 +75,8 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
 MODEL_OPTION_NAMES = (
     "max_len", "d_model", "num_layers", "num_heads", "dropout", "loss", "num_prefix",
     "num_intents", "mask_prob", "temperature", "cl_weight", "backend",
+    "intent_source", "fusion", "mask_ratio", "sse_user_prob", "sse_item_prob", "reasoning_steps",
+    "kl_weight", "anneal_base", "reasoning_noise", "reasoning_cl_weight", "num_codebooks", "codebook_size",
 )  # fmt: skip
 
 
@@ -113,6 +138,30 @@ def command_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_study(args: argparse.Namespace) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.data is None and args.quick:
+        data = make_synthetic(**QUICK_SYNTHETIC)
+    else:
+        data = load_data(args.data)
+    if args.users:
+        data = first_users(data, args.users)
+    print(f"data: {data.name}: {data.num_users} users, {data.num_items} items, {data.num_interactions} interactions")
+    if args.epochs is None:
+        args.epochs = QUICK_EPOCHS if args.quick else TrainConfig.epochs
+    num_seeds = args.seeds or (QUICK_SEEDS if args.quick else FULL_SEEDS)
+    models = tuple(parse_models(args.models))
+    plan = StudyPlan.quick(models) if args.quick else StudyPlan(models=models, noise_models=models)
+    out = Path(args.out)
+    seeds = list(range(args.seed, args.seed + num_seeds))
+    study = Study(data, model_options(args), train_config(args), seeds, out, noise_seed=args.noise_seed)
+    raw = run_study(plan, study)
+    print("\n".join(["", *main_table(raw), ""]))
+    print(f"study: {len(raw['records'])} runs; report {out / 'report.md'}, raw results {out / 'study.json'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="igrsr", description="Intent-guided sequential recommendation")
     commands = parser.add_subparsers(dest="command")
@@ -125,6 +174,21 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_options(train)
     add_training_options(train)
     train.set_defaults(handler=command_train)
+
+    study = commands.add_parser(
+        "study", help="the paper's experiments: main table, noise robustness, ablations, m/k sweeps"
+    )
+    study.add_argument("--data", default=None, help="dataset file; default: embedded synthetic")
+    study.add_argument("--out", default="study", help="directory of the report, raw results and runs")
+    study.add_argument("--quick", action="store_true", help="small version: 1 seed, few epochs, fewer sweep points")
+    study.add_argument("--seeds", type=int, default=None, help=f"seeds per run (default {FULL_SEEDS}, quick {QUICK_SEEDS})")
+    study.add_argument("--models", default=",".join(ALL_MODELS), help="comma-separated models of the main table")
+    study.add_argument("--users", type=int, default=None, help="keep only the first N users of the data")
+    study.add_argument("--noise-seed", type=int, default=0, help="seed of the noisy-input datasets")
+    add_model_options(study)
+    add_training_options(study)
+    # Unset, the epoch limit depends on --quick.
+    study.set_defaults(handler=command_study, epochs=None)
     return parser
 
 

@@ -15,5 +15,5 @@ fi
 if [ "$(uname -s)-$(uname -m)" = "Linux-x86_64" ]; then
     "$PYTHON" -m pip install triton
 fi
-"$PYTHON" -m pip install --no-build-isolation --no-deps -e .
-"$PYTHON" -c "import igrsr; print('igrsr', igrsr.__version__, 'installed')"
+MAX_JOBS=${MAX_JOBS:-2} "$PYTHON" -m pip install --no-build-isolation --no-deps -e .
+"$PYTHON" -c "import igrsr, igrsr.ops.compiled as c; print('igrsr', igrsr.__version__, 'installed; compiled InfoNCE:', c.LOAD_ERROR or 'built')"

@@ -134,8 +134,9 @@ PassView<Real> pass_view(const Problem<Real>& problem, const Layout& layout, con
 // out[r][c] (+)= scale · Σ_k lhs[r][k] · rhs[k][c] for rows % kRowBlock == 0 and
 // cols % kColBlock == 0; each block of out is summed in registers over the whole of k.
 template <typename Real>
-IGRSR_VECTOR_CLONES void multiply_tile(const Real* lhs, int64_t lhs_stride, const Real* rhs, int64_t rhs_stride, int64_t inner,
-                   Real scale, Real* out, int64_t out_stride, int64_t rows, int64_t cols, bool accumulate) {
+IGRSR_VECTOR_CLONES void multiply_tile(const Real* lhs, int64_t lhs_stride, const Real* rhs, int64_t rhs_stride,
+                                       int64_t inner, Real scale, Real* out, int64_t out_stride, int64_t rows,
+                                       int64_t cols, bool accumulate) {
   for (int64_t row0 = 0; row0 < rows; row0 += kRowBlock) {
     for (int64_t col0 = 0; col0 < cols; col0 += kColBlock) {
       Real sums[kRowBlock][kColBlock] = {};
@@ -160,14 +161,15 @@ IGRSR_VECTOR_CLONES void multiply_tile(const Real* lhs, int64_t lhs_stride, cons
 template <typename Real>
 void compute_logit_tile(const PassView<Real>& pass, int64_t anchor_begin, int64_t key_begin, Real* logits) {
   const Layout& layout = pass.layout;
-  multiply_tile(pass.anchors + anchor_begin * layout.padded_dim, layout.padded_dim,
-                pass.keys_transposed + key_begin, layout.padded_batch, layout.dim, pass.inv_temperature,
-                logits, kKeyTile, kAnchorTile, kKeyTile, /*accumulate=*/false);
+  multiply_tile(pass.anchors + anchor_begin * layout.padded_dim, layout.padded_dim, pass.keys_transposed + key_begin,
+                layout.padded_batch, layout.dim, pass.inv_temperature, logits, kKeyTile, kAnchorTile, kKeyTile,
+                /*accumulate=*/false);
 }
 
 // Group and participation of the keys of one tile, read once per tile rather than per pair.
 struct KeyTile {
-  KeyTile(const PairRule& rule, int64_t begin_, int64_t batch) : begin(begin_), count(std::min(kKeyTile, batch - begin_)) {
+  KeyTile(const PairRule& rule, int64_t begin_, int64_t batch)
+      : begin(begin_), count(std::min(kKeyTile, batch - begin_)) {
     for (int64_t c = 0; c < count; ++c) {
       group[c] = group_of(rule, begin + c);
       takes_part[c] = info_nce::takes_part(rule, begin + c);
@@ -181,8 +183,8 @@ struct KeyTile {
 
 // Log-sum-exp of one anchor row over one key tile, merged into `running`.
 template <typename Real>
-IGRSR_VECTOR_CLONES LogSumExp<Real> merge_row_tile(LogSumExp<Real> running, Real* logits, const KeyTile& keys, int64_t anchor,
-                               int64_t anchor_group) {
+IGRSR_VECTOR_CLONES LogSumExp<Real> merge_row_tile(LogSumExp<Real> running, Real* logits, const KeyTile& keys,
+                                                   int64_t anchor, int64_t anchor_group) {
   Real tile_max = minus_infinity<Real>();
 #pragma omp simd reduction(max : tile_max)
   for (int64_t c = 0; c < keys.count; ++c) {
@@ -226,9 +228,8 @@ void logsumexp_tiles(const PassView<Real>& pass, int64_t tile_begin, int64_t til
 
 template <typename Real>
 void logsumexp_rows(const PassView<Real>& pass, Real* lse, Real* positives, const ParallelFor& parallel_for) {
-  parallel_for(pass.layout.anchor_tiles(), grain_for(pass.layout.tile_work()), [&](int64_t begin, int64_t end) {
-    logsumexp_tiles(pass, begin, end, lse, positives);
-  });
+  parallel_for(pass.layout.anchor_tiles(), grain_for(pass.layout.tile_work()),
+               [&](int64_t begin, int64_t end) { logsumexp_tiles(pass, begin, end, lse, positives); });
 }
 
 // Per-key factors of dL/ds for one key tile.
@@ -248,14 +249,15 @@ struct KeyGradTile {
 
 // coefficients[c] = dL/ds(anchor, key c) for one anchor row of a logit tile.
 template <typename Real>
-IGRSR_VECTOR_CLONES void logit_grad_row(const Real* logits, const KeyTile& keys, const KeyGradTile<Real>& key_grad, int64_t anchor,
-                    int64_t anchor_group, bool anchor_takes_part, Real anchor_weight, Real anchor_lse,
-                    Real* coefficients) {
+IGRSR_VECTOR_CLONES void logit_grad_row(const Real* logits, const KeyTile& keys, const KeyGradTile<Real>& key_grad,
+                                        int64_t anchor, int64_t anchor_group, bool anchor_takes_part,
+                                        Real anchor_weight, Real anchor_lse, Real* coefficients) {
 #pragma omp simd
   for (int64_t c = 0; c < keys.count; ++c) {
     const bool is_positive = keys.begin + c == anchor;
     const bool counts = pair_counts(anchor_takes_part, keys.takes_part[c], is_positive, keys.group[c] == anchor_group);
-    coefficients[c] = logit_grad(logits[c], counts, is_positive, anchor_weight, anchor_lse, key_grad.weight[c], key_grad.lse[c]);
+    coefficients[c] =
+        logit_grad(logits[c], counts, is_positive, anchor_weight, anchor_lse, key_grad.weight[c], key_grad.lse[c]);
   }
 }
 
@@ -287,8 +289,8 @@ void anchor_grad_tiles(const PassView<Real>& pass, const GradPass<Real>& grad, i
                        anchor_takes_part, anchor_weight, anchor_lse, coefficients.data() + r * kKeyTile);
       }
       multiply_tile(coefficients.data(), kKeyTile, pass.keys + key_begin * layout.padded_dim, layout.padded_dim,
-                    keys.count, pass.inv_temperature, sums.data(), layout.padded_dim, kAnchorTile,
-                    layout.padded_dim, /*accumulate=*/true);
+                    keys.count, pass.inv_temperature, sums.data(), layout.padded_dim, kAnchorTile, layout.padded_dim,
+                    /*accumulate=*/true);
     }
     for (int64_t r = 0; r < anchor_count; ++r)
       std::copy_n(sums.data() + r * layout.padded_dim, layout.dim, grad_anchors + (anchor_begin + r) * layout.dim);
@@ -298,9 +300,8 @@ void anchor_grad_tiles(const PassView<Real>& pass, const GradPass<Real>& grad, i
 template <typename Real>
 void anchor_grads(const PassView<Real>& pass, const GradPass<Real>& grad, Real* grad_anchors,
                   const ParallelFor& parallel_for) {
-  parallel_for(pass.layout.anchor_tiles(), grain_for(pass.layout.tile_work()), [&](int64_t begin, int64_t end) {
-    anchor_grad_tiles(pass, grad, begin, end, grad_anchors);
-  });
+  parallel_for(pass.layout.anchor_tiles(), grain_for(pass.layout.tile_work()),
+               [&](int64_t begin, int64_t end) { anchor_grad_tiles(pass, grad, begin, end, grad_anchors); });
 }
 
 // grad (dL/d view, in place) becomes dL/dz through the row normalization.
@@ -335,13 +336,16 @@ void forward(const Problem<Real>& problem, Real* workspace, Real* loss_rows, Rea
              const ParallelFor& parallel_for) {
   const Layout layout(problem.batch, problem.dim);
   const Prepared<Real> prepared = prepare(problem, layout, workspace, parallel_for);
-  logsumexp_rows(pass_view(problem, layout, prepared, /*columns_pass=*/false), lse_rows, prepared.positives, parallel_for);
+  logsumexp_rows(pass_view(problem, layout, prepared, /*columns_pass=*/false), lse_rows, prepared.positives,
+                 parallel_for);
   if (problem.symmetric)
-    logsumexp_rows(pass_view(problem, layout, prepared, /*columns_pass=*/true), lse_cols, static_cast<Real*>(nullptr), parallel_for);
+    logsumexp_rows(pass_view(problem, layout, prepared, /*columns_pass=*/true), lse_cols, static_cast<Real*>(nullptr),
+                   parallel_for);
   const PairRule rule{problem.group_ids, problem.row_mask};
   for (int64_t row = 0; row < problem.batch; ++row) {
     const Real lse_col = problem.symmetric ? lse_cols[row] : Real(0);
-    loss_rows[row] = row_loss(takes_part(rule, row), problem.symmetric, prepared.positives[row], lse_rows[row], lse_col);
+    loss_rows[row] =
+        row_loss(takes_part(rule, row), problem.symmetric, prepared.positives[row], lse_rows[row], lse_col);
   }
 }
 
@@ -352,7 +356,8 @@ void backward(const Problem<Real>& problem, const Real* grad_loss_rows, const Re
   const Prepared<Real> prepared = prepare(problem, layout, workspace, parallel_for);
   for (const bool columns_pass : {false, true}) {
     const GradPass<Real> grad = grad_pass(columns_pass, problem.symmetric, grad_loss_rows, lse_rows, lse_cols);
-    anchor_grads(pass_view(problem, layout, prepared, columns_pass), grad, columns_pass ? grad_z2 : grad_z1, parallel_for);
+    anchor_grads(pass_view(problem, layout, prepared, columns_pass), grad, columns_pass ? grad_z2 : grad_z1,
+                 parallel_for);
   }
   if (!problem.normalize) return;
   normalize_backward_rows(problem.z1, prepared.a, layout, grad_z1, parallel_for);

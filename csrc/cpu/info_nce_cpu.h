@@ -41,23 +41,20 @@ int64_t workspace_size(int64_t batch, int64_t dim);
 // loss_rows, lse_rows: (batch,).  lse_cols: (batch,) when symmetric, else unused (may be null).
 // Rows that do not take part get loss 0 and log-sum-exp -inf.
 template <typename Real>
-void forward(const Problem<Real>& problem, Real* workspace, Real* loss_rows, Real* lse_rows,
-             Real* lse_cols, const ParallelFor& parallel_for);
+void forward(const Problem<Real>& problem, Real* workspace, Real* loss_rows, Real* lse_rows, Real* lse_cols,
+             const ParallelFor& parallel_for);
 
 // grad_loss_rows: dL/dloss_rows (batch,).  grad_z1, grad_z2: (batch, dim) outputs.
 template <typename Real>
-void backward(const Problem<Real>& problem, const Real* grad_loss_rows, const Real* lse_rows,
-              const Real* lse_cols, Real* workspace, Real* grad_z1, Real* grad_z2,
-              const ParallelFor& parallel_for);
+void backward(const Problem<Real>& problem, const Real* grad_loss_rows, const Real* lse_rows, const Real* lse_cols,
+              Real* workspace, Real* grad_z1, Real* grad_z2, const ParallelFor& parallel_for);
 
-extern template void forward<float>(const Problem<float>&, float*, float*, float*, float*,
-                                    const ParallelFor&);
-extern template void forward<double>(const Problem<double>&, double*, double*, double*, double*,
-                                     const ParallelFor&);
-extern template void backward<float>(const Problem<float>&, const float*, const float*, const float*,
-                                     float*, float*, float*, const ParallelFor&);
-extern template void backward<double>(const Problem<double>&, const double*, const double*,
-                                      const double*, double*, double*, double*, const ParallelFor&);
+extern template void forward<float>(const Problem<float>&, float*, float*, float*, float*, const ParallelFor&);
+extern template void forward<double>(const Problem<double>&, double*, double*, double*, double*, const ParallelFor&);
+extern template void backward<float>(const Problem<float>&, const float*, const float*, const float*, float*, float*,
+                                     float*, const ParallelFor&);
+extern template void backward<double>(const Problem<double>&, const double*, const double*, const double*, double*,
+                                      double*, double*, const ParallelFor&);
 
 }  // namespace cpu
 }  // namespace info_nce

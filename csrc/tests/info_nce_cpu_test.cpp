@@ -1,6 +1,8 @@
 // The torch-free CPU InfoNCE core against a plain, B×B reference written here, in double:
 // loss rows for every option, gradients against central finite differences of the reference.
 // Run by ctest (CMakeLists.txt); exits non-zero on the first mismatch.
+#include "cpu/info_nce_cpu.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -8,8 +10,6 @@
 #include <random>
 #include <string>
 #include <vector>
-
-#include "cpu/info_nce_cpu.h"
 
 namespace {
 
@@ -61,9 +61,11 @@ std::vector<double> reference_losses(const Case& c, const std::vector<double>& z
   auto lse = [&](int64_t anchor, bool by_column) {
     double max = -INFINITY, sum = 0;
     for (int64_t other = 0; other < c.batch; ++other)
-      if (c.counts(anchor, other)) max = std::max(max, by_column ? logits[other * c.batch + anchor] : logits[anchor * c.batch + other]);
+      if (c.counts(anchor, other))
+        max = std::max(max, by_column ? logits[other * c.batch + anchor] : logits[anchor * c.batch + other]);
     for (int64_t other = 0; other < c.batch; ++other)
-      if (c.counts(anchor, other)) sum += std::exp((by_column ? logits[other * c.batch + anchor] : logits[anchor * c.batch + other]) - max);
+      if (c.counts(anchor, other))
+        sum += std::exp((by_column ? logits[other * c.batch + anchor] : logits[anchor * c.batch + other]) - max);
     return max + std::log(sum);
   };
   std::vector<double> losses(c.batch, 0.0);
@@ -93,12 +95,18 @@ struct Outputs {
 
 template <typename Real>
 Outputs run_core(const Case& c, const std::vector<double>& z1_in, const std::vector<double>& z2_in,
-                       const std::vector<double>& upstream_in) {
+                 const std::vector<double>& upstream_in) {
   const std::vector<Real> z1(z1_in.begin(), z1_in.end()), z2(z2_in.begin(), z2_in.end());
   const std::vector<Real> upstream(upstream_in.begin(), upstream_in.end());
   std::unique_ptr<bool[]> mask(new bool[c.batch]);
   for (int64_t i = 0; i < c.batch; ++i) mask[i] = c.takes_part(i);
-  const core::Problem<Real> problem{z1.data(), z2.data(), c.batch, c.dim, Real(c.temperature), c.normalize, c.symmetric,
+  const core::Problem<Real> problem{z1.data(),
+                                    z2.data(),
+                                    c.batch,
+                                    c.dim,
+                                    Real(c.temperature),
+                                    c.normalize,
+                                    c.symmetric,
                                     c.group_ids.empty() ? nullptr : c.group_ids.data(),
                                     c.row_mask.empty() ? nullptr : mask.get()};
   std::vector<Real> workspace(core::workspace_size(c.batch, c.dim));
@@ -142,7 +150,8 @@ void check(const Case& c, std::mt19937& rng) {
       (view == 0 ? plus_1 : plus_2)[index] += step;
       (view == 0 ? minus_1 : minus_2)[index] -= step;
       const double numeric = (weighted_sum(reference_losses(c, plus_1, plus_2), upstream) -
-                              weighted_sum(reference_losses(c, minus_1, minus_2), upstream)) / (2 * step);
+                              weighted_sum(reference_losses(c, minus_1, minus_2), upstream)) /
+                             (2 * step);
       const double analytic = (view == 0 ? exact.grad_z1 : exact.grad_z2)[index];
       const double single_analytic = (view == 0 ? single.grad_z1 : single.grad_z2)[index];
       const std::string where = c.name() + " grad_z" + std::to_string(view + 1) + "[" + std::to_string(index) + "]";

@@ -63,8 +63,14 @@ Inputs random_inputs(const Case& c, std::mt19937& rng) {
 }
 
 Results run_cpu_core(const Case& c, const Inputs& in) {
-  const cpu::Problem<double> problem{in.z1.data(), in.z2.data(), c.batch, c.dim, c.temperature(), c.normalize,
-                                     c.symmetric, c.groups ? in.group_ids.data() : nullptr,
+  const cpu::Problem<double> problem{in.z1.data(),
+                                     in.z2.data(),
+                                     c.batch,
+                                     c.dim,
+                                     c.temperature(),
+                                     c.normalize,
+                                     c.symmetric,
+                                     c.groups ? in.group_ids.data() : nullptr,
                                      c.mask ? in.row_mask.get() : nullptr};
   auto serial = [](int64_t count, int64_t, const cpu::RangeBody& body) { body(0, count); };
   std::vector<double> workspace(cpu::workspace_size(c.batch, c.dim));
@@ -78,18 +84,30 @@ Results run_cpu_core(const Case& c, const Inputs& in) {
 }
 
 template <typename Input>
-Input from_double(double x) { return static_cast<Input>(x); }
+Input from_double(double x) {
+  return static_cast<Input>(x);
+}
 template <>
-__half from_double<__half>(double x) { return __float2half_rn(static_cast<float>(x)); }
+__half from_double<__half>(double x) {
+  return __float2half_rn(static_cast<float>(x));
+}
 template <>
-__nv_bfloat16 from_double<__nv_bfloat16>(double x) { return __float2bfloat16_rn(static_cast<float>(x)); }
+__nv_bfloat16 from_double<__nv_bfloat16>(double x) {
+  return __float2bfloat16_rn(static_cast<float>(x));
+}
 
 template <typename Input>
-double to_double(Input x) { return static_cast<double>(x); }
+double to_double(Input x) {
+  return static_cast<double>(x);
+}
 template <>
-double to_double<__half>(__half x) { return __half2float(x); }
+double to_double<__half>(__half x) {
+  return __half2float(x);
+}
 template <>
-double to_double<__nv_bfloat16>(__nv_bfloat16 x) { return __bfloat162float(x); }
+double to_double<__nv_bfloat16>(__nv_bfloat16 x) {
+  return __bfloat162float(x);
+}
 
 template <typename From, typename To, typename Convert>
 std::vector<To> convert(const std::vector<From>& values, Convert convert_one) {
@@ -102,8 +120,8 @@ std::vector<To> convert(const std::vector<From>& values, Convert convert_one) {
 template <typename Input>
 Inputs rounded(const Inputs& in, int64_t batch) {
   Inputs out{convert<double, double>(in.z1, [](double x) { return to_double(from_double<Input>(x)); }),
-             convert<double, double>(in.z2, [](double x) { return to_double(from_double<Input>(x)); }),
-             in.upstream, in.group_ids, std::unique_ptr<bool[]>(new bool[batch])};
+             convert<double, double>(in.z2, [](double x) { return to_double(from_double<Input>(x)); }), in.upstream,
+             in.group_ids, std::unique_ptr<bool[]>(new bool[batch])};
   std::copy_n(in.row_mask.get(), batch, out.row_mask.get());
   return out;
 }
@@ -114,8 +132,16 @@ Results run_emulated_cuda(const Case& c, const Inputs& in, gpu::InputType type) 
   const std::vector<Input> z1 = convert<double, Input>(in.z1, from_double<Input>);
   const std::vector<Input> z2 = convert<double, Input>(in.z2, from_double<Input>);
   const std::vector<Real> upstream(in.upstream.begin(), in.upstream.end());
-  const gpu::Problem problem{z1.data(), z2.data(), type, c.batch, c.dim, c.temperature(), c.normalize, c.symmetric,
-                             c.groups ? in.group_ids.data() : nullptr, c.mask ? in.row_mask.get() : nullptr};
+  const gpu::Problem problem{z1.data(),
+                             z2.data(),
+                             type,
+                             c.batch,
+                             c.dim,
+                             c.temperature(),
+                             c.normalize,
+                             c.symmetric,
+                             c.groups ? in.group_ids.data() : nullptr,
+                             c.mask ? in.row_mask.get() : nullptr};
   std::vector<double> workspace(
       std::max(gpu::forward_workspace_bytes(problem), gpu::backward_workspace_bytes(problem)) / sizeof(double) + 1);
   std::vector<Real> loss(c.batch), lse_rows(c.batch), lse_cols(c.batch, Real(0));
@@ -176,7 +202,8 @@ int main() {
     ++cases;
   }
   // Shapes for each anchor_grad_kernel width (2, 4, 8, 16 feature chunks), and the smallest.
-  for (const auto& [batch, dim] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {40, 64}, {70, 128}, {33, 250}, {20, 512}}) {
+  for (const auto& [batch, dim] :
+       std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {40, 64}, {70, 128}, {33, 250}, {20, 512}}) {
     const Case c{batch, dim, true, true, true, true};
     check<double, double>(c, gpu::InputType::kFloat64, "float64", 1e-12, 1e-11, rng);
     check<float, float>(c, gpu::InputType::kFloat32, "float32", 1e-5, 1e-4, rng);

@@ -9,6 +9,11 @@ Stage 2 of a two-stage model, built over a trained SASRec (stage 1) whose encode
   causal self-attention and a feed-forward block; the user vector is the last position.
 * Intent Consistency Regularization (ICR): InfoNCE between the user vectors of two views
   with randomly masked intents.  Loss: ``CE + cl_weight · InfoNCE``.
+
+The paper's ablations are options: ``intent_source="free"`` (w/o LID: the intents are free
+learnable vectors, the same for every user), ``fusion="concat"`` (w/o cross-attention: the
+intents are prepended to the item sequence as always-visible tokens of the causal
+self-attention) and ``cl_weight=0`` (w/o ICR).
 """
 
 import copy
@@ -19,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..nn import DeliberativeReasonerLayer, InfoNCELoss
+from ..nn import CausalTransformerLayer, DeliberativeReasonerLayer, InfoNCELoss
 from .base import SequentialRecommender
 from .sasrec import SASRec, SASRecEncoder
 
@@ -66,6 +71,23 @@ class LatentIntentDistiller(nn.Module):
         return hidden[:, -intents.shape[1] :]
 
 
+class FreeIntents(nn.Module):
+    """Ablation "w/o LID": ``m`` learnable intent vectors, the same for every history."""
+
+    def __init__(self, num_intents: int, d_intent: int):
+        super().__init__()
+        if num_intents < 1:
+            raise ValueError(f"num_intents must be >= 1, got {num_intents}")
+        self.intents = nn.Parameter(torch.randn(num_intents, d_intent) * d_intent**-0.5)
+
+    @property
+    def d_intent(self) -> int:
+        return self.intents.shape[1]
+
+    def forward(self, history: torch.Tensor) -> torch.Tensor:
+        return self.intents.expand(history.shape[0], -1, -1)
+
+
 class IntentProjection(nn.Module):
     """MLP from the distiller's space to the reasoner's: ``T_I → T_D``."""
 
@@ -77,18 +99,37 @@ class IntentProjection(nn.Module):
         return self.net(intents)
 
 
-class DeliberativeReasoner(nn.Module):
-    """IDR: own item table (tied with the output layer) and positions, then ``L`` layers."""
+FUSIONS = ("cross_attention", "concat")
+INTENT_SOURCES = ("distiller", "free")
 
-    def __init__(self, backbone: SASRec, num_layers: int, num_heads: int, dropout: float, backend: str):
+
+class DeliberativeReasoner(nn.Module):
+    """IDR: own item table (tied with the output layer) and positions, then ``L`` layers.
+
+    ``fusion="cross_attention"`` is the paper's layer; ``"concat"`` (ablation) uses plain
+    causal blocks over ``[T_D ; items]`` with the intents as always-visible prefix tokens
+    (no positions, masked intents as padding).
+    """
+
+    def __init__(
+        self,
+        backbone: SASRec,
+        num_layers: int,
+        num_heads: int,
+        dropout: float,
+        backend: str,
+        fusion: str = "cross_attention",
+    ):
         super().__init__()
+        if fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
+        self.fusion = fusion
         d_model = backbone.item_embeddings.shape[1]
         # Warm start: the item table and positions continue from stage 1.
         self.embedding = copy.deepcopy(backbone.encoder.embedding)
         self.embedding.dropout.p = dropout
-        self.layers = nn.ModuleList(
-            DeliberativeReasonerLayer(d_model, num_heads, dropout, backend=backend) for _ in range(num_layers)
-        )
+        layer_type = DeliberativeReasonerLayer if fusion == "cross_attention" else CausalTransformerLayer
+        self.layers = nn.ModuleList(layer_type(d_model, num_heads, dropout, backend=backend) for _ in range(num_layers))
         self.final_norm = copy.deepcopy(backbone.encoder.final_norm)
         self._warm_start_decisions(backbone)
 
@@ -99,8 +140,9 @@ class DeliberativeReasoner(nn.Module):
         stage-1 SASRec computes and training adds the intents from there.
         """
         for layer, trained in zip(self.layers, backbone.encoder.layers):
-            if layer.decision.attention.num_heads == trained.attention.num_heads:
-                layer.decision.load_state_dict(trained.state_dict())
+            decision = layer.decision if self.fusion == "cross_attention" else layer
+            if decision.attention.num_heads == trained.attention.num_heads:
+                decision.load_state_dict(trained.state_dict())
 
     @property
     def item_embeddings(self) -> torch.Tensor:
@@ -112,8 +154,15 @@ class DeliberativeReasoner(nn.Module):
         """User vectors ``h_u`` (B, d): the output at the last (most recent) position."""
         padding_mask = history > 0
         x = self.embedding(history)
-        for layer in self.layers:
-            x = layer(x, intents, padding_mask, intent_mask)
+        if self.fusion == "concat":
+            visible = torch.ones_like(intents[..., 0], dtype=torch.bool) if intent_mask is None else intent_mask
+            x = torch.cat([intents.to(x.dtype), x], dim=1)
+            padding_mask = torch.cat([visible, padding_mask], dim=1)
+            for layer in self.layers:
+                x = layer(x, padding_mask, num_prefix=intents.shape[1])
+        else:
+            for layer in self.layers:
+                x = layer(x, intents, padding_mask, intent_mask)
         return self.final_norm(x[:, -1])
 
 
@@ -137,6 +186,8 @@ class IGRSR(SequentialRecommender):
         temperature: InfoNCE temperature ``τ``.
         cl_weight: ``λ``, weight of the InfoNCE term (0 turns ICR off).
         backend: kernel backend for attention and InfoNCE (``"auto"``, ``"reference"``, ...).
+        intent_source: ``"distiller"`` (the LID) or ``"free"`` (ablation w/o LID).
+        fusion: ``"cross_attention"`` (the IDR) or ``"concat"`` (ablation w/o cross-attention).
     """
 
     example_kind = "prefix"
@@ -153,19 +204,27 @@ class IGRSR(SequentialRecommender):
         temperature: float = 0.1,
         cl_weight: float = 0.1,
         backend: str = "auto",
+        intent_source: str = "distiller",
+        fusion: str = "cross_attention",
     ):
         super().__init__(backbone.num_items, backbone.max_len)
         if not 0.0 <= mask_prob < 1.0:
             raise ValueError(f"mask_prob must be in [0, 1), got {mask_prob}")
         if cl_weight < 0:
             raise ValueError(f"cl_weight must be >= 0, got {cl_weight}")
+        if intent_source not in INTENT_SOURCES:
+            raise ValueError(f"intent_source must be one of {INTENT_SOURCES}, got {intent_source!r}")
         self.num_intents = num_intents
         self.mask_prob = mask_prob
         self.cl_weight = cl_weight
-        self.distiller = LatentIntentDistiller(copy.deepcopy(backbone.encoder), num_prefix, num_intents)
         d_model = backbone.item_embeddings.shape[1]
+        # `distiller` is where the raw intents T_I come from: the LID, or free vectors (ablation).
+        if intent_source == "distiller":
+            self.distiller = LatentIntentDistiller(copy.deepcopy(backbone.encoder), num_prefix, num_intents)
+        else:
+            self.distiller = FreeIntents(num_intents, d_model)
         self.projection = IntentProjection(self.distiller.d_intent, d_model)
-        self.reasoner = DeliberativeReasoner(backbone, num_layers, num_heads, dropout, backend)
+        self.reasoner = DeliberativeReasoner(backbone, num_layers, num_heads, dropout, backend, fusion)
         self.consistency = InfoNCELoss(temperature, backend=backend)
 
     def intents(self, history: torch.Tensor) -> torch.Tensor:

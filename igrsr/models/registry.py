@@ -2,11 +2,16 @@
 
 import inspect
 from dataclasses import dataclass
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Set
 
 from .base import SequentialRecommender
+from .bert4rec import BERT4Rec
 from .igrsr import IGRSR
+from .lightrec import LightRec
+from .pop import Popularity
+from .rearec import ReaRecERL, ReaRecPRL
 from .sasrec import SASRec
+from .ssept import SSEPT
 
 
 @dataclass(frozen=True)
@@ -26,12 +31,31 @@ class ModelEntry:
 MODELS: Dict[str, ModelEntry] = {
     "sasrec": ModelEntry(SASRec),
     "igrsr": ModelEntry(IGRSR, needs_backbone=True),
+    "pop": ModelEntry(Popularity),
+    "bert4rec": ModelEntry(BERT4Rec),
+    "ssept": ModelEntry(SSEPT),
+    "rearec-erl": ModelEntry(ReaRecERL),
+    "rearec-prl": ModelEntry(ReaRecPRL),
+    "lightrec": ModelEntry(LightRec),
 }
 
 
+def constructor_parameters(cls: type) -> Set[str]:
+    """Names ``cls(...)`` accepts, following ``**options`` passed on to base classes."""
+    names: Set[str] = set()
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        parameters = inspect.signature(klass.__init__).parameters.values()
+        names |= {p.name for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+        if not any(p.kind == p.VAR_KEYWORD for p in parameters):
+            break
+    return names - {"self"}
+
+
 def options_for(cls: type, options: Dict[str, Any]) -> Dict[str, Any]:
-    """The subset of ``options`` that ``cls.__init__`` accepts (its own hyperparameters)."""
-    accepted = inspect.signature(cls.__init__).parameters
+    """The subset of ``options`` that ``cls`` accepts (its own hyperparameters)."""
+    accepted = constructor_parameters(cls)
     return {name: value for name, value in options.items() if name in accepted and value is not None}
 
 
@@ -47,7 +71,7 @@ def build_model(
     entry = MODELS[name]
     kwargs = options_for(entry.cls, options)
     kwargs.pop("num_users", None)
-    if "num_users" in inspect.signature(entry.cls.__init__).parameters:
+    if "num_users" in constructor_parameters(entry.cls):
         kwargs["num_users"] = num_users
     if entry.needs_backbone:
         if backbone is None:

@@ -17,23 +17,30 @@ LOSSES = ("ce", "bce")
 
 
 class ItemSequenceEmbedding(nn.Module):
-    """Item embeddings scaled by sqrt(d) plus learned positions counted from the end.
+    """Item embeddings scaled by sqrt(d_item) plus learned positions counted from the end.
 
     Positions count back from the most recent item (it has position 0), so the amount of
-    left padding never changes what a real item receives.
+    left padding never changes what a real item receives.  ``d_item`` (default ``d_model``)
+    is the item table's width; a model that concatenates more features to each item
+    (SSE-PT's user embedding) gives it a narrower item table and calls :meth:`add_positions`.
     """
 
-    def __init__(self, num_items: int, max_len: int, d_model: int, dropout: float):
+    def __init__(self, num_items: int, max_len: int, d_model: int, dropout: float, d_item: Optional[int] = None):
         super().__init__()
-        self.items = nn.Embedding(num_items + 1, d_model, padding_idx=0)
+        d_item = d_model if d_item is None else d_item
+        self.items = nn.Embedding(num_items + 1, d_item, padding_idx=0)
         self.positions = nn.Embedding(max_len, d_model)
         self.dropout = nn.Dropout(dropout)
-        self.scale = math.sqrt(d_model)
-        nn.init.normal_(self.items.weight, std=d_model**-0.5)
+        self.scale = math.sqrt(d_item)
+        nn.init.normal_(self.items.weight, std=d_item**-0.5)
         with torch.no_grad():
             self.items.weight[0].zero_()
 
     def forward(self, history: torch.Tensor) -> torch.Tensor:
+        return self.add_positions(self.items(history) * self.scale, history)
+
+    def add_positions(self, tokens: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        """Add positions to token vectors ``(B, L, d_model)`` of ``history``, then dropout and padding."""
         length = history.shape[1]
         if length > self.positions.num_embeddings:
             raise ValueError(
@@ -41,7 +48,7 @@ class ItemSequenceEmbedding(nn.Module):
                 f"{self.positions.num_embeddings}"
             )
         from_end = torch.arange(length - 1, -1, -1, device=history.device)
-        x = self.items(history) * self.scale + self.positions(from_end)
+        x = tokens + self.positions(from_end)
         return self.dropout(x) * (history > 0).unsqueeze(-1).to(x.dtype)
 
 
@@ -57,9 +64,10 @@ class SASRecEncoder(nn.Module):
         num_heads: int,
         dropout: float,
         backend: str = "auto",
+        d_item: Optional[int] = None,
     ):
         super().__init__()
-        self.embedding = ItemSequenceEmbedding(num_items, max_len, d_model, dropout)
+        self.embedding = ItemSequenceEmbedding(num_items, max_len, d_model, dropout, d_item)
         self.layers = nn.ModuleList(
             CausalTransformerLayer(d_model, num_heads, dropout, backend=backend) for _ in range(num_layers)
         )

@@ -9,12 +9,20 @@ from typing import Any, Callable
 import torch
 
 
+def _default_file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
     """Write through ``write(file)`` into a temporary file beside ``path``, then rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp creates the file private; give it the mode an ordinary open() would.
+        os.chmod(tmp, _default_file_mode())
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()

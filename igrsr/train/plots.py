@@ -1,7 +1,7 @@
-"""Training curves as a PNG beside the run's JSON."""
+"""Figures: training curves beside a run's JSON, and the study's noise and sweep plots."""
 
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import matplotlib
 
@@ -20,6 +20,35 @@ def plot_training_curves(history: List[Dict], path: Path, title: str) -> None:
     metric_axis.set(xlabel="epoch", title="validation")
     metric_axis.legend()
     figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def plot_noise_robustness(curves: Dict[str, List[Tuple[float, float]]], metric: str, path: Path) -> None:
+    """One line per model: ``metric`` against the fraction of noisy input items, and its relative drop."""
+    figure, (metric_axis, drop_axis) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for model, points in curves.items():
+        fractions, values = zip(*points)
+        clean = values[0]
+        metric_axis.plot(fractions, values, marker="o", ms=3, label=model)
+        drop_axis.plot(fractions, [100 * (clean - v) / clean if clean else 0.0 for v in values], marker="o", ms=3)
+    metric_axis.set(xlabel="fraction of noisy input items", ylabel=f"test {metric}", title=metric)
+    drop_axis.set(xlabel="fraction of noisy input items", ylabel="relative drop (%)", title="drop vs clean")
+    metric_axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def plot_sweeps(sweeps: Dict[str, List[Tuple[float, float, float]]], metric: str, path: Path) -> None:
+    """One panel per swept hyperparameter: ``metric`` (mean ± std over seeds) against its value."""
+    figure, axes = plt.subplots(1, len(sweeps), figsize=(5 * len(sweeps), 3.6), squeeze=False)
+    for axis, (name, points) in zip(axes[0], sweeps.items()):
+        values, means, stds = zip(*points)
+        axis.errorbar(values, means, yerr=stds, marker="o", ms=3, capsize=3)
+        axis.set(xlabel=name, ylabel=f"test {metric}", title=f"IGR-SR: {name}")
+        axis.set_xticks(values)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)

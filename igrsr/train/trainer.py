@@ -97,8 +97,11 @@ class Trainer:
         self.config = config
         self.run_dir = Path(run_dir)
         self.title = title
+        self.trainable = [p for p in model.parameters() if p.requires_grad]
+        # One parameter group, not a bare list, so that a model with nothing to learn
+        # (popularity) still gets an optimizer; the state dict has the same layout either way.
         self.optimizer = torch.optim.AdamW(
-            [p for p in model.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay
+            [{"params": self.trainable}], lr=config.lr, weight_decay=config.weight_decay
         )
         self.loader_generator = torch.Generator()
         examples = training_examples(model, split)
@@ -159,7 +162,8 @@ class Trainer:
                 raise FloatingPointError(f"{self.title}: non-finite loss {parts} at epoch {self.epoch + 1}")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+            if self.trainable:
+                torch.nn.utils.clip_grad_norm_(self.trainable, self.config.grad_clip)
             self.optimizer.step()
             total += parts["loss"]
             batches += 1

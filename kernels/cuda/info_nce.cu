@@ -26,7 +26,7 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int kWarpSize = 32;
 constexpr int kLanesPerRow = 16;                          // threads sharing an anchor: a half warp
-constexpr int kRowGroups = kThreads / kLanesPerRow;      // 16
+constexpr int kRowGroups = kThreads / kLanesPerRow;       // 16
 constexpr int kAnchorTile = 32;                           // anchors per block
 constexpr int kKeyTile = 64;                              // keys per step of the sweep
 constexpr int kDimChunk = 32;                             // features staged in shared memory at once
@@ -67,8 +67,8 @@ __device__ __forceinline__ Place thread_place() {
 // rows [row_begin, row_begin + kRows) × features [dim_begin, dim_begin + kDimChunk) of source,
 // zero outside the matrix.  Consecutive threads read consecutive features: coalesced.
 template <int kRows, typename Real>
-__device__ __forceinline__ void load_chunk(const Real* source, int64_t row_begin, int64_t batch, int dim,
-                                           int dim_begin, Real (*tile)[kDimChunk + 1]) {
+__device__ __forceinline__ void load_chunk(const Real* source, int64_t row_begin, int64_t batch, int dim, int dim_begin,
+                                           Real (*tile)[kDimChunk + 1]) {
   for (int index = threadIdx.x; index < kRows * kDimChunk; index += kThreads) {
     const int row = index / kDimChunk;
     const int col = index % kDimChunk;
@@ -234,14 +234,14 @@ __global__ void __launch_bounds__(kThreads)
       for (int r = 0; r < kRowsPerThread; ++r) {
         const bool is_positive = key.valid && anchors[r].row == key.row;
         logit_grads[place.row_group + kRowGroups * r][place.lane + kLanesPerRow * c] =
-            logit_grad(logits[r][c], counts(anchors[r], key), is_positive, anchor_grads[r].weight,
-                       anchor_grads[r].lse, key_grad.weight, key_grad.lse);
+            logit_grad(logits[r][c], counts(anchors[r], key), is_positive, anchor_grads[r].weight, anchor_grads[r].lse,
+                       key_grad.weight, key_grad.lse);
       }
     }
 #pragma unroll
     for (int chunk = 0; chunk < kMaxChunks; ++chunk) {
       if (chunk >= chunks) break;  // the same for the whole block
-      __syncthreads();  // logit_grads written; the previous chunk of keys read
+      __syncthreads();             // logit_grads written; the previous chunk of keys read
       load_chunk<kKeyTile>(pass.keys, key_begin, pass.batch, pass.dim, chunk * kDimChunk, tiles.keys);
       __syncthreads();
       for (int j = 0; j < kKeyTile; ++j) {
@@ -249,7 +249,8 @@ __global__ void __launch_bounds__(kThreads)
         for (int r = 0; r < kRowsPerThread; ++r) {
           const Real weight = logit_grads[place.row_group + kRowGroups * r][j];
 #pragma unroll
-          for (int e = 0; e < kDimsPerThread; ++e) sums[chunk][r][e] += weight * tiles.keys[j][place.lane + kLanesPerRow * e];
+          for (int e = 0; e < kDimsPerThread; ++e)
+            sums[chunk][r][e] += weight * tiles.keys[j][place.lane + kLanesPerRow * e];
         }
       }
     }
@@ -268,18 +269,30 @@ __global__ void __launch_bounds__(kThreads)
 
 // Inputs to the compute type and gradients back; 16-bit types convert through float.
 template <typename Real, typename Input>
-__device__ __forceinline__ Real to_real(Input x) { return static_cast<Real>(x); }
+__device__ __forceinline__ Real to_real(Input x) {
+  return static_cast<Real>(x);
+}
 template <>
-__device__ __forceinline__ float to_real<float, __half>(__half x) { return __half2float(x); }
+__device__ __forceinline__ float to_real<float, __half>(__half x) {
+  return __half2float(x);
+}
 template <>
-__device__ __forceinline__ float to_real<float, __nv_bfloat16>(__nv_bfloat16 x) { return __bfloat162float(x); }
+__device__ __forceinline__ float to_real<float, __nv_bfloat16>(__nv_bfloat16 x) {
+  return __bfloat162float(x);
+}
 
 template <typename Output, typename Real>
-__device__ __forceinline__ Output from_real(Real x) { return static_cast<Output>(x); }
+__device__ __forceinline__ Output from_real(Real x) {
+  return static_cast<Output>(x);
+}
 template <>
-__device__ __forceinline__ __half from_real<__half, float>(float x) { return __float2half_rn(x); }
+__device__ __forceinline__ __half from_real<__half, float>(float x) {
+  return __float2half_rn(x);
+}
 template <>
-__device__ __forceinline__ __nv_bfloat16 from_real<__nv_bfloat16, float>(float x) { return __float2bfloat16_rn(x); }
+__device__ __forceinline__ __nv_bfloat16 from_real<__nv_bfloat16, float>(float x) {
+  return __float2bfloat16_rn(x);
+}
 
 template <typename Real>
 __device__ __forceinline__ Real warp_sum(Real value) {
@@ -377,15 +390,19 @@ template <typename Input, typename Real>
 void prepare_views(const Problem& problem, Real* a, Real* b, cudaStream_t stream) {
   const unsigned int grid = blocks_for(problem.batch, kRowsPerBlock);
   const int dim = static_cast<int>(problem.dim);
-  prepare_view_kernel<Input, Real><<<grid, kThreads, 0, stream>>>(static_cast<const Input*>(problem.z1), problem.batch,
-                                                                   dim, problem.normalize, a);
-  prepare_view_kernel<Input, Real><<<grid, kThreads, 0, stream>>>(static_cast<const Input*>(problem.z2), problem.batch,
-                                                                   dim, problem.normalize, b);
+  prepare_view_kernel<Input, Real>
+      <<<grid, kThreads, 0, stream>>>(static_cast<const Input*>(problem.z1), problem.batch, dim, problem.normalize, a);
+  prepare_view_kernel<Input, Real>
+      <<<grid, kThreads, 0, stream>>>(static_cast<const Input*>(problem.z2), problem.batch, dim, problem.normalize, b);
 }
 
 template <typename Real>
 PassArgs<Real> pass_args(const Problem& problem, const Real* anchors, const Real* keys) {
-  return {anchors, keys, problem.batch, static_cast<int>(problem.dim), static_cast<Real>(1.0 / problem.temperature),
+  return {anchors,
+          keys,
+          problem.batch,
+          static_cast<int>(problem.dim),
+          static_cast<Real>(1.0 / problem.temperature),
           PairRule{problem.group_ids, problem.row_mask}};
 }
 
@@ -427,8 +444,7 @@ cudaError_t forward_typed(const Problem& problem, void* workspace, Real* loss_ro
 
 template <typename Input, typename Real>
 cudaError_t backward_typed(const Problem& problem, const Real* grad_loss_rows, const Real* lse_rows,
-                           const Real* lse_cols, void* workspace, Input* grad_z1, Input* grad_z2,
-                           cudaStream_t stream) {
+                           const Real* lse_cols, void* workspace, Input* grad_z1, Input* grad_z2, cudaStream_t stream) {
   Carver<Real> carver(workspace);
   Real* a = carver.take(problem.batch * problem.dim);
   Real* b = carver.take(problem.batch * problem.dim);
@@ -443,9 +459,9 @@ cudaError_t backward_typed(const Problem& problem, const Real* grad_loss_rows, c
   const unsigned int grid = blocks_for(problem.batch, kRowsPerBlock);
   const int dim = static_cast<int>(problem.dim);
   finish_grad_kernel<Input, Real><<<grid, kThreads, 0, stream>>>(static_cast<const Input*>(problem.z1), a, grad_a,
-                                                                  problem.batch, dim, problem.normalize, grad_z1);
+                                                                 problem.batch, dim, problem.normalize, grad_z1);
   finish_grad_kernel<Input, Real><<<grid, kThreads, 0, stream>>>(static_cast<const Input*>(problem.z2), b, grad_b,
-                                                                  problem.batch, dim, problem.normalize, grad_z2);
+                                                                 problem.batch, dim, problem.normalize, grad_z2);
   return cudaGetLastError();
 }
 
@@ -492,7 +508,8 @@ cudaError_t backward(const Problem& problem, const void* grad_loss_rows, const v
                                             stream);
     case InputType::kFloat32:
       return backward_typed<float, float>(problem, as_float(grad_loss_rows), as_float(lse_rows), as_float(lse_cols),
-                                          workspace, static_cast<float*>(grad_z1), static_cast<float*>(grad_z2), stream);
+                                          workspace, static_cast<float*>(grad_z1), static_cast<float*>(grad_z2),
+                                          stream);
     case InputType::kFloat16:
       return backward_typed<__half, float>(problem, as_float(grad_loss_rows), as_float(lse_rows), as_float(lse_cols),
                                            workspace, static_cast<__half*>(grad_z1), static_cast<__half*>(grad_z2),

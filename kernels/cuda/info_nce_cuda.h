@@ -44,8 +44,8 @@ cudaError_t forward(const Problem& problem, void* workspace, void* loss_rows, vo
 
 // grad_loss_rows, lse_rows, lse_cols: compute type, as above.  grad_z1, grad_z2: (batch, dim)
 // of input_type.
-cudaError_t backward(const Problem& problem, const void* grad_loss_rows, const void* lse_rows,
-                     const void* lse_cols, void* workspace, void* grad_z1, void* grad_z2, cudaStream_t stream);
+cudaError_t backward(const Problem& problem, const void* grad_loss_rows, const void* lse_rows, const void* lse_cols,
+                     void* workspace, void* grad_z1, void* grad_z2, cudaStream_t stream);
 
 }  // namespace cuda
 }  // namespace info_nce

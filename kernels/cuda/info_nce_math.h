@@ -50,8 +50,7 @@ IGRSR_HOST_DEVICE int64_t group_of(const PairRule& rule, int64_t row) {
 // Whether key `key` is in anchor `anchor`'s denominator.  The relation is symmetric, which is
 // what lets the column direction reuse the row kernel.  Bitwise operators: no short-circuit
 // branches, so that loops over keys vectorize.
-IGRSR_HOST_DEVICE bool pair_counts(bool anchor_takes_part, bool key_takes_part, bool is_positive,
-                                   bool same_group) {
+IGRSR_HOST_DEVICE bool pair_counts(bool anchor_takes_part, bool key_takes_part, bool is_positive, bool same_group) {
   return anchor_takes_part & key_takes_part & (is_positive | !same_group);
 }
 
@@ -123,8 +122,7 @@ IGRSR_HOST_DEVICE Real finish(const LogSumExp<Real>& x) {
 }
 
 template <typename Real>
-IGRSR_HOST_DEVICE Real row_loss(bool row_takes_part, bool symmetric, Real positive_logit,
-                                Real lse_row, Real lse_col) {
+IGRSR_HOST_DEVICE Real row_loss(bool row_takes_part, bool symmetric, Real positive_logit, Real lse_row, Real lse_col) {
   if (!row_takes_part) return Real(0);
   const Real row_direction = lse_row - positive_logit;
   if (!symmetric) return row_direction;
@@ -161,8 +159,7 @@ IGRSR_HOST_DEVICE GradPass<Real> grad_pass(bool columns_pass, bool symmetric, co
 template <typename Real>
 IGRSR_HOST_DEVICE Real direction_weight(const GradPass<Real>& pass, const Direction<Real>& direction,
                                         bool row_takes_part, int64_t row) {
-  return row_takes_part && direction.factor != Real(0) ? pass.upstream[row] * direction.factor
-                                                       : Real(0);
+  return row_takes_part && direction.factor != Real(0) ? pass.upstream[row] * direction.factor : Real(0);
 }
 
 // dL/ds for one pair: softmax(anchor row) and softmax(key column) weighted by their rows'
@@ -170,8 +167,8 @@ IGRSR_HOST_DEVICE Real direction_weight(const GradPass<Real>& pass, const Direct
 // selected, not multiplied: branch-free for vectorizing compilers, and the exp of a discarded
 // lane (a pair that does not count, a direction with weight 0 and lse ±inf) never becomes 0·inf.
 template <typename Real>
-IGRSR_HOST_DEVICE Real logit_grad(Real logit, bool counts, bool is_positive, Real anchor_weight,
-                                  Real anchor_lse, Real key_weight, Real key_lse) {
+IGRSR_HOST_DEVICE Real logit_grad(Real logit, bool counts, bool is_positive, Real anchor_weight, Real anchor_lse,
+                                  Real key_weight, Real key_lse) {
   const Real anchor_softmax = exp_of(logit - anchor_lse);
   const Real key_softmax = exp_of(logit - key_lse);
   const Real from_anchor = anchor_weight != Real(0) ? anchor_weight * anchor_softmax : Real(0);
@@ -195,8 +192,8 @@ IGRSR_HOST_DEVICE bool norm_clamped(Real sum_squares) {
 // Backward of a = z / max(|z|, eps) for one element: projection = a·(dL/da) over the row.
 // Where the norm is clamped, the denominator is a constant.
 template <typename Real>
-IGRSR_HOST_DEVICE Real normalize_backward(Real grad_normalized, Real normalized, Real projection,
-                                          Real inv_norm, bool clamped) {
+IGRSR_HOST_DEVICE Real normalize_backward(Real grad_normalized, Real normalized, Real projection, Real inv_norm,
+                                          bool clamped) {
   return clamped ? grad_normalized * inv_norm : (grad_normalized - normalized * projection) * inv_norm;
 }
 

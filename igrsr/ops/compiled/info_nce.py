@@ -12,6 +12,7 @@ from typing import Optional
 import torch
 
 from ..info_nce import dispatcher
+from ..pytorch.info_nce import reduce_row_losses
 from . import LOAD_ERROR, built_with_cuda
 
 
@@ -26,8 +27,11 @@ def _forward_fake(z1, z2, temperature, normalize, symmetric, group_ids, row_mask
     return loss_rows, torch.empty_like(loss_rows), z1.new_empty((batch if symmetric else 0,), dtype=dtype)
 
 
-def _backward_fake(grad_loss_rows, z1, z2, lse_rows, lse_cols, temperature, normalize, symmetric, group_ids, row_mask):
-    return torch.empty_like(z1), torch.empty_like(z2)
+def _backward_fake(
+    grad_loss_rows, z1, z2, lse_rows, lse_cols, temperature, normalize, symmetric, group_ids, row_mask
+):
+    # The kernels return contiguous gradients whatever the inputs' strides.
+    return z1.new_empty(z1.shape), z2.new_empty(z2.shape)
 
 
 def _setup_context(ctx, inputs, output):
@@ -53,17 +57,6 @@ def _register_python_parts() -> None:
     torch.library.register_autograd("igrsr::info_nce_forward", _backward, setup_context=_setup_context)
 
 
-def _reduce(loss_rows: torch.Tensor, row_mask: Optional[torch.Tensor], reduction: str) -> torch.Tensor:
-    """``mean`` is over the rows that take part (0 when none does)."""
-    if reduction == "none":
-        return loss_rows
-    total = loss_rows.sum()
-    if reduction == "sum":
-        return total
-    count = loss_rows.shape[0] if row_mask is None else row_mask.sum().clamp(min=1)
-    return total / count
-
-
 def info_nce_compiled(
     z1: torch.Tensor,
     z2: torch.Tensor,
@@ -79,7 +72,7 @@ def info_nce_compiled(
     loss_rows, _, _ = torch.ops.igrsr.info_nce_forward(
         z1, z2, temperature, normalize, symmetric, group_ids, row_mask
     )
-    return _reduce(loss_rows, row_mask, reduction).to(z1.dtype)
+    return reduce_row_losses(loss_rows, row_mask, reduction).to(z1.dtype)
 
 
 def cpu_unavailable(device: torch.device) -> Optional[str]:

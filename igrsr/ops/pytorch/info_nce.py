@@ -12,6 +12,21 @@ def _one_way(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
     return torch.logsumexp(masked, dim=1) - logits.diagonal()
 
 
+def reduce_row_losses(losses: torch.Tensor, row_mask: Optional[torch.Tensor], reduction: str) -> torch.Tensor:
+    """Apply ``reduction`` to per-row losses; masked rows count as 0 and ``mean`` is over the
+    rows that take part (0 when none does)."""
+    if row_mask is not None:
+        # where, not a product: a masked row's loss may be inf, and inf * 0 is NaN.
+        losses = torch.where(row_mask, losses, torch.zeros_like(losses))
+    if reduction == "none":
+        return losses
+    total = losses.sum()
+    if reduction == "sum":
+        return total
+    count = losses.shape[0] if row_mask is None else row_mask.sum().clamp(min=1)
+    return total / count
+
+
 def info_nce_reference(
     z1: torch.Tensor,
     z2: torch.Tensor,
@@ -45,12 +60,4 @@ def info_nce_reference(
     losses = _one_way(logits, allowed)
     if symmetric:
         losses = 0.5 * (losses + _one_way(logits.T, allowed))
-    if row_mask is not None:
-        losses = losses * row_mask.to(losses.dtype)
-    if reduction == "none":
-        return losses.to(z1.dtype)
-    total = losses.sum()
-    if reduction == "sum":
-        return total.to(z1.dtype)
-    count = batch if row_mask is None else row_mask.sum()
-    return (total / torch.clamp(torch.as_tensor(count, device=total.device), min=1)).to(z1.dtype)
+    return reduce_row_losses(losses, row_mask, reduction).to(z1.dtype)

@@ -1,0 +1,33 @@
+"""Popularity: every user gets the items most often seen as a next item in training."""
+
+from typing import Dict, Optional, Tuple
+
+import torch
+
+from .base import SequentialRecommender
+
+
+class Popularity(SequentialRecommender):
+    """Scores each item by how often it is a training target (every item of every training
+    sequence but the first).
+
+    It goes through the same harness as the learned models: "training" counts the targets
+    of the batches it is shown and returns a zero loss, so the trainer's loop, checkpoints
+    and evaluation apply unchanged.  One epoch gives the counts; more epochs multiply every
+    count alike, which leaves the ranking as it is.  It has no parameters.
+    """
+
+    example_kind = "prefix"
+
+    def __init__(self, num_items: int, max_len: int = 50):
+        super().__init__(num_items, max_len)
+        self.register_buffer("counts", torch.zeros(num_items + 1))
+
+    def training_loss(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, float]]:
+        target = batch["target"]
+        self.counts.index_add_(0, target, torch.ones_like(target, dtype=self.counts.dtype))
+        # Nothing to optimize: a zero the trainer can call backward() on.
+        return self.counts.new_zeros((), requires_grad=True), {"loss": 0.0}
+
+    def score(self, history: torch.Tensor, users: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return self.mask_padding_column(self.counts.expand(len(history), -1))

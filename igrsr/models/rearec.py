@@ -1,0 +1,222 @@
+"""ReaRec (Tang et al., 2025, "Think before recommend"): implicit multi-step reasoning on SASRec.
+
+After the history, the encoder's last hidden state is fed back as the next input for ``K``
+reasoning steps (``reasoning_steps``).  A reasoning input is ``LayerNorm(h + r_k)`` (then
+dropout), where ``r_k`` is a reasoning position embedding, separate from the item positions,
+so the reasoning space is decoupled from the item encoding space; items keep the positions
+they would have without reasoning.  The states are ``h_0`` (the sequence's last position, what
+SASRec would use) and ``h_1..h_K`` (one per reasoning step).  Logits are ``h · Eᵀ / τ`` over the
+whole catalog with the item table tied to the input (``τ = reasoning_temperature``, 0.07 in the
+official code).  Training uses one example per (history prefix → next item).
+
+Implementation choices, where the paper and the official code leave room:
+
+* The sequence is re-encoded at every step instead of keeping a key/value cache.  The states
+  are the same at evaluation; in training every step draws its own dropout masks.
+* The official code turns PRL's noise on only after a warm-up of a few epochs; a model here
+  does not see epochs, so the noise is on from the start.
+
+Two learning methods, two registered models:
+
+* ``rearec-erl`` (:class:`ReaRecERL`): Ensemble Reasoning Learning.
+* ``rearec-prl`` (:class:`ReaRecPRL`): Progressive Reasoning Learning.
+"""
+
+from typing import Dict, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..nn import InfoNCELoss
+from .base import SequentialRecommender
+from .sasrec import SASRecEncoder
+
+
+class ReaRec(SequentialRecommender):
+    """The reasoning encoder shared by ERL and PRL; subclasses add the loss and the readout."""
+
+    example_kind = "prefix"
+
+    def __init__(
+        self,
+        num_items: int,
+        max_len: int = 50,
+        d_model: int = 64,
+        num_layers: int = 2,
+        num_heads: int = 2,
+        dropout: float = 0.5,
+        reasoning_steps: int = 2,
+        reasoning_temperature: float = 0.07,
+        backend: str = "auto",
+    ):
+        super().__init__(num_items, max_len)
+        if reasoning_steps < 1:
+            raise ValueError(f"reasoning_steps must be >= 1, got {reasoning_steps}")
+        if not reasoning_temperature > 0:
+            raise ValueError(f"reasoning_temperature must be > 0, got {reasoning_temperature}")
+        self.reasoning_steps = reasoning_steps
+        self.temperature = reasoning_temperature
+        self.backend = backend
+        self.encoder = SASRecEncoder(num_items, max_len, d_model, num_layers, num_heads, dropout, backend)
+        self.reasoning_positions = nn.Embedding(reasoning_steps, d_model)
+        self.reasoning_norm = nn.LayerNorm(d_model)
+        self.reasoning_dropout = nn.Dropout(dropout)
+
+    @property
+    def item_embeddings(self) -> torch.Tensor:
+        return self.encoder.embedding.items.weight
+
+    def reasoning_input(self, state: torch.Tensor, step: int, input_noise: float) -> torch.Tensor:
+        """The token ``(B, d)`` fed back after ``state`` at reasoning step ``step`` (0-based)."""
+        x = state + self.reasoning_positions.weight[step]
+        if input_noise > 0:
+            x = x + input_noise * torch.randn_like(x)
+        return self.reasoning_dropout(self.reasoning_norm(x))
+
+    def reasoning_states(self, history: torch.Tensor, input_noise: float = 0.0) -> torch.Tensor:
+        """States ``(views, B, K + 1, d)``: ``h_0`` then one per reasoning step.
+
+        With ``input_noise > 0`` there are two views: the clean one, and one whose reasoning
+        inputs are the clean view's plus Gaussian noise of that scale (PRL's noisy view).
+        """
+        batch = history.shape[0]
+        views = 2 if input_noise > 0 else 1
+        history = history.repeat(views, 1)
+        tokens = self.encoder.embedding(history)
+        real = history > 0
+        states = [self.encoder.transform(tokens, real)[:, -1]]
+        for step in range(self.reasoning_steps):
+            clean = states[-1][:batch]
+            inputs = [self.reasoning_input(clean, step, 0.0)]
+            if views == 2:
+                inputs.append(self.reasoning_input(clean, step, input_noise))
+            tokens = torch.cat([tokens, torch.cat(inputs)[:, None]], dim=1)
+            real = torch.cat([real, real.new_ones(len(real), 1)], dim=1)
+            states.append(self.encoder.transform(tokens, real)[:, -1])
+        return torch.stack(states, dim=1).view(views, batch, self.reasoning_steps + 1, -1)
+
+    def catalog_logits(self, states: torch.Tensor) -> torch.Tensor:
+        """Tempered logits ``(..., N)`` over items ``1..N`` (no padding column)."""
+        return states @ self.item_embeddings[1:].T / self.temperature
+
+    def user_vector(self, history: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def score(self, history: torch.Tensor, users: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return self.mask_padding_column(self.user_vector(history) @ self.item_embeddings.T)
+
+
+class ReaRecERL(ReaRec):
+    """Ensemble Reasoning Learning: every state is a view of the user; they are averaged.
+
+    Takes :class:`ReaRec`'s options plus ``kl_weight``.
+
+    Loss (paper): the cross-entropy of every state ``h_0..h_K`` (summed over states) minus
+    ``kl_weight`` times the mean pairwise KL divergence between the states' predicted
+    distributions, which keeps the states from collapsing onto one another.  As in the
+    official code, one side of each KL pair is detached (``KL(p_j || sg(p_i))``) so the
+    regularizer pushes each distribution away from the others without an unbounded loop.
+    Prediction: the mean of the states (mean pooling).
+    """
+
+    def __init__(self, num_items: int, *, kl_weight: float = 0.05, **reasoning_options):
+        super().__init__(num_items, **reasoning_options)
+        if kl_weight < 0:
+            raise ValueError(f"kl_weight must be >= 0, got {kl_weight}")
+        self.kl_weight = kl_weight
+
+    def training_loss(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, float]]:
+        states = self.reasoning_states(batch["history"])[0]
+        log_probs = F.log_softmax(self.catalog_logits(states), dim=-1)  # (B, K+1, N)
+        targets = (batch["target"] - 1)[:, None].expand(-1, states.shape[1])
+        ce = F.nll_loss(log_probs.transpose(1, 2), targets, reduction="none").mean(dim=0).sum()
+        diversity = mean_pairwise_kl(log_probs)
+        loss = ce - self.kl_weight * diversity
+        return loss, {"loss": loss.item(), "ce": ce.item(), "kl": diversity.item()}
+
+    def user_vector(self, history: torch.Tensor) -> torch.Tensor:
+        return self.reasoning_states(history)[0].mean(dim=1)
+
+
+def mean_pairwise_kl(log_probs: torch.Tensor) -> torch.Tensor:
+    """Mean over rows and ordered pairs ``j != i`` of ``KL(p_j || sg(p_i))``; input ``(B, S, N)``.
+
+    ``KL(p_j || q_i) = Σ p_j log p_j − Σ p_j log q_i``: two batched products, never ``B·S·S·N``.
+    """
+    probs = log_probs.exp()
+    negative_entropy = (probs * log_probs).sum(dim=-1)  # (B, S)
+    cross = probs @ log_probs.detach().transpose(1, 2)  # (B, S, S): [b, j, i] = Σ p_j log q_i
+    divergence = negative_entropy[:, :, None] - cross
+    steps = log_probs.shape[1]
+    off_diagonal = ~torch.eye(steps, dtype=torch.bool, device=log_probs.device)
+    return divergence[:, off_diagonal].mean()
+
+
+class ReaRecPRL(ReaRec):
+    """Progressive Reasoning Learning: the last state predicts, earlier ones sharpen toward it.
+
+    Takes :class:`ReaRec`'s options plus ``anneal_base``, ``reasoning_noise`` and
+    ``reasoning_cl_weight`` (official defaults 5, 0.01 and 1).
+
+    Loss (paper and official code):
+
+    * the cross-entropy of the last state ``h_K`` at temperature ``τ``;
+    * progressive temperature annealing: state ``h_k`` (``k < K``) is trained with temperature
+      ``τ · anneal_base^(K − k)``, so early steps learn a soft distribution and each later
+      step a sharper one (mean over those steps, weight 1);
+    * reasoning-aware contrastive learning: a second view whose reasoning inputs get Gaussian
+      noise of scale ``reasoning_noise``; at each reasoning step ``1..K`` an InfoNCE (dot
+      product over ``τ``, noisy view → clean view, other users in the batch as negatives)
+      ties the noisy state to its clean one, weighted by ``reasoning_cl_weight``.
+
+    Prediction: the last state.
+    """
+
+    def __init__(
+        self,
+        num_items: int,
+        *,
+        anneal_base: float = 5.0,
+        reasoning_noise: float = 0.01,
+        reasoning_cl_weight: float = 1.0,
+        **reasoning_options,
+    ):
+        super().__init__(num_items, **reasoning_options)
+        if not anneal_base >= 1.0:
+            raise ValueError(f"anneal_base must be >= 1, got {anneal_base}")
+        if reasoning_noise < 0 or reasoning_cl_weight < 0:
+            raise ValueError("reasoning_noise and reasoning_cl_weight must be >= 0")
+        self.anneal_base = anneal_base
+        self.reasoning_noise = reasoning_noise
+        self.reasoning_cl_weight = reasoning_cl_weight
+        self.contrastive = InfoNCELoss(self.temperature, normalize=False, symmetric=False, backend=self.backend)
+
+    def training_loss(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, float]]:
+        contrast = self.reasoning_cl_weight > 0 and self.reasoning_noise > 0
+        views = self.reasoning_states(batch["history"], self.reasoning_noise if contrast else 0.0)
+        clean = views[0]
+        targets = batch["target"] - 1
+        ce = F.cross_entropy(self.catalog_logits(clean[:, -1]), targets)
+        progressive = self.progressive_loss(clean[:, :-1], targets)
+        loss = ce + progressive
+        parts = {"ce": ce.item(), "progressive": progressive.item()}
+        if contrast:
+            noisy = views[1]
+            consistency = torch.stack(
+                [self.contrastive(noisy[:, k], clean[:, k], group_ids=batch["user"]) for k in range(1, clean.shape[1])]
+            ).mean()
+            loss = loss + self.reasoning_cl_weight * consistency
+            parts["infonce"] = consistency.item()
+        return loss, {"loss": loss.item(), **parts}
+
+    def progressive_loss(self, early_states: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of ``h_0..h_{K-1}`` at temperatures ``τ·base^K, ..., τ·base``."""
+        steps = early_states.shape[1]
+        exponents = torch.arange(steps, 0, -1, device=early_states.device, dtype=early_states.dtype)
+        annealing = self.anneal_base**exponents  # divides the logits beyond the base τ
+        logits = self.catalog_logits(early_states) / annealing[None, :, None]
+        return F.cross_entropy(logits.flatten(0, 1), targets.repeat_interleave(steps))
+
+    def user_vector(self, history: torch.Tensor) -> torch.Tensor:
+        return self.reasoning_states(history)[0][:, -1]

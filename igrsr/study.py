@@ -1,0 +1,299 @@
+"""The paper's experiments in one call: main table, noise robustness, ablations and sweeps.
+
+Every run goes through :func:`igrsr.train.train_model`, so a finished run is reused and an
+interrupted one continues from its last checkpoint: calling the study again resumes it.
+Runs live in ``OUT/runs``; the study writes ``OUT/study.json`` (every run's metrics, and the
+aggregated tables; rewritten after each run), ``OUT/report.md``, ``OUT/noise.png`` and
+``OUT/sweeps.png``.
+
+Protocol: each table cell is the test metric's mean ± standard deviation over the seeds;
+every model trains with the same options, budget and early stopping on validation NDCG@10.
+The sweeps and the noise curves are reported on the test set, as in the paper; nothing here
+selects hyperparameters on them.
+"""
+
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .data import InteractionData, Split, inject_noise, leave_one_out
+from .train import TrainConfig, train_model
+from .train.checkpoint import save_json
+from .train.plots import plot_noise_robustness, plot_sweeps
+from .train.runs import data_summary
+
+ALL_MODELS = ("pop", "sasrec", "bert4rec", "ssept", "lightrec", "rearec-erl", "rearec-prl", "igrsr")
+TABLE_METRICS = ("HR@5", "NDCG@5", "HR@10", "NDCG@10", "HR@20", "NDCG@20")
+HEADLINE = "NDCG@10"
+# IGR-SR option changes that remove one component each (the paper's ablation study).
+ABLATIONS = {
+    "IGR-SR": {},
+    "w/o LID": {"intent_source": "free"},
+    "w/o cross-attention": {"fusion": "concat"},
+    "w/o ICR": {"cl_weight": 0.0},
+}
+# The swept IGR-SR options and how the report names them.
+SWEPT_OPTIONS = {"num_intents": "m (intent tokens)", "num_prefix": "k (prefix tokens)"}
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    """What the study trains; every entry is run once per seed."""
+
+    models: Tuple[str, ...] = ALL_MODELS
+    noise_fractions: Tuple[float, ...] = (0.0, 0.1, 0.2, 0.3)
+    noise_models: Tuple[str, ...] = ALL_MODELS
+    intent_counts: Tuple[int, ...] = (1, 2, 3, 4, 5, 6)
+    prefix_counts: Tuple[int, ...] = (0, 2, 4, 8, 16)
+
+    @classmethod
+    def quick(cls, models: Tuple[str, ...] = ALL_MODELS) -> "StudyPlan":
+        """Every table, fewer points: 20% noise on SASRec and IGR-SR, two values per sweep."""
+        noise_models = tuple(name for name in ("sasrec", "igrsr") if name in models)
+        return cls(models, (0.0, 0.2), noise_models, (1, 4), (0, 4))
+
+    def sweeps(self) -> Dict[str, Tuple[int, ...]]:
+        return {"num_intents": self.intent_counts, "num_prefix": self.prefix_counts}
+
+
+def with_noisy_inputs(data: InteractionData, fraction: float, seed: int) -> InteractionData:
+    """A copy of ``data`` whose model inputs are noised and whose evaluation targets are not.
+
+    A user's items before the last two are the training sequence (its items are training
+    inputs and targets alike, as in the paper) and the validation history; ``fraction`` of
+    them are replaced by uniformly random items (:func:`igrsr.data.inject_noise`).  The last
+    two items, the validation and test targets, stay; so the test history is the noisy
+    training part followed by the validation target.  Users too short to split are kept.
+    The copy has its own fingerprint, so its runs get their own run directories.
+    """
+    heads = inject_noise([sequence[:-2] for sequence in data.sequences], fraction, data.num_items, seed)
+    sequences = [
+        np.concatenate([head, sequence[-2:]]) if len(sequence) >= 3 else sequence
+        for head, sequence in zip(heads, data.sequences)
+    ]
+    return replace(data, sequences=sequences, name=f"{data.name}-noise{round(100 * fraction)}")
+
+
+def first_users(data: InteractionData, count: int) -> InteractionData:
+    """``data`` restricted to its first ``count`` users (a smaller study; its own fingerprint)."""
+    if count < 1:
+        raise ValueError(f"count must be >= 1, got {count}")
+    return replace(data, sequences=data.sequences[:count], user_ids=data.user_ids[:count])
+
+
+@dataclass
+class Study:
+    """Runs of one dataset, with the options and training settings every run starts from."""
+
+    data: InteractionData
+    options: Dict[str, Any]
+    config: TrainConfig
+    seeds: Sequence[int]
+    out: Path
+    noise_seed: int = 0
+    records: List[Dict[str, Any]] = field(default_factory=list)
+    _splits: Dict[float, Tuple[InteractionData, Split]] = field(default_factory=dict)
+
+    def variant(self, noise: float) -> Tuple[InteractionData, Split]:
+        if noise not in self._splits:
+            data = self.data if noise == 0 else with_noisy_inputs(self.data, noise, self.noise_seed)
+            self._splits[noise] = data, leave_one_out(data)
+        return self._splits[noise]
+
+    def run(self, experiment: str, label: str, model: str, overrides: Optional[Dict] = None, noise: float = 0.0):
+        """Train (or reuse) ``model`` once per seed and record each run under ``experiment``/``label``."""
+        overrides = overrides or {}
+        data, split = self.variant(noise)
+        for seed in self.seeds:
+            # Popularity is counted in one pass; more epochs would only repeat the count.
+            config = replace(self.config, seed=seed, epochs=1 if model == "pop" else self.config.epochs)
+            print(f"[study] {experiment}: {label} (noise {noise:g}, seed {seed})", flush=True)
+            result = train_model(
+                model, data, split, {**self.options, **overrides}, config, self.out / "runs", resume=True
+            )
+            self.records.append(
+                {
+                    "experiment": experiment,
+                    "label": label,
+                    "model": model,
+                    "overrides": overrides,
+                    "noise": noise,
+                    "seed": seed,
+                    "run_dir": result["run_dir"],
+                    "test": result["test"],
+                    "valid": result["valid"],
+                    "best_epoch": result["best_epoch"],
+                    "train_seconds": result["train_seconds"],
+                }
+            )
+            self.save(complete=False)
+
+    def save(self, complete: bool) -> Dict[str, Any]:
+        raw = {
+            "complete": complete,
+            "data": data_summary(self.data),
+            "seeds": list(self.seeds),
+            "noise_seed": self.noise_seed,
+            "options": self.options,
+            "train": asdict(self.config),
+            "records": self.records,
+            "summary": summarize(self.records),
+        }
+        save_json(raw, self.out / "study.json")
+        return raw
+
+
+def run_study(plan: StudyPlan, study: Study) -> Dict[str, Any]:
+    """Run every experiment of ``plan``, then write the JSON, the report and the figures."""
+    for model in plan.models:
+        study.run("main", model, model)
+    for fraction in plan.noise_fractions:
+        for model in plan.noise_models:
+            study.run("noise", model, model, noise=fraction)
+    if "igrsr" in plan.models:
+        for label, overrides in ABLATIONS.items():
+            study.run("ablation", label, "igrsr", overrides)
+        for option, values in plan.sweeps().items():
+            for value in values:
+                study.run(f"sweep-{option}", str(value), "igrsr", {option: value})
+    raw = study.save(complete=True)
+    write_report(raw, study.out)
+    return raw
+
+
+def summarize(records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Mean and standard deviation over seeds of every (experiment, label, noise) group."""
+    groups: Dict[Tuple, List[Dict]] = {}
+    for record in records:
+        groups.setdefault((record["experiment"], record["label"], record["noise"]), []).append(record)
+    rows = []
+    for (experiment, label, noise), members in groups.items():
+        rows.append(
+            {
+                "experiment": experiment,
+                "label": label,
+                "model": members[0]["model"],
+                "noise": noise,
+                "seeds": [member["seed"] for member in members],
+                "test_mean": {k: float(np.mean([m["test"][k] for m in members])) for k in TABLE_METRICS},
+                "test_std": {k: _std([m["test"][k] for m in members]) for k in TABLE_METRICS},
+                "valid_mean": {k: float(np.mean([m["valid"][k] for m in members])) for k in TABLE_METRICS},
+            }
+        )
+    return rows
+
+
+def _std(values: List[float]) -> float:
+    """Sample standard deviation; 0 for a single seed."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def _rows(raw: Dict, experiment: str) -> List[Dict]:
+    return [row for row in raw["summary"] if row["experiment"] == experiment]
+
+
+def _cell(row: Dict, metric: str) -> str:
+    return f"{row['test_mean'][metric]:.4f} ± {row['test_std'][metric]:.4f}"
+
+
+def _table(header: Sequence[str], lines: List[Sequence[str]]) -> List[str]:
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(line) + " |" for line in lines),
+    ]
+
+
+def main_table(raw: Dict) -> List[str]:
+    rows = _rows(raw, "main")
+    return _table(["model", *TABLE_METRICS], [[row["label"], *(_cell(row, k) for k in TABLE_METRICS)] for row in rows])
+
+
+def noise_curves(raw: Dict) -> Dict[str, List[Tuple[float, float]]]:
+    """``{model: [(fraction, mean test NDCG@10), ...]}`` in increasing fraction."""
+    curves: Dict[str, List[Tuple[float, float]]] = {}
+    for row in sorted(_rows(raw, "noise"), key=lambda row: row["noise"]):
+        curves.setdefault(row["label"], []).append((row["noise"], row["test_mean"][HEADLINE]))
+    return curves
+
+
+def noise_table(curves: Dict[str, List[Tuple[float, float]]]) -> List[str]:
+    fractions = [fraction for fraction, _ in next(iter(curves.values()))]
+    header = ["model", *(f"{HEADLINE} @ {f:g}" for f in fractions), *(f"drop @ {f:g}" for f in fractions[1:])]
+    lines = []
+    for model, points in curves.items():
+        clean = points[0][1]
+        drops = [f"{100 * (clean - value) / clean:.1f}%" if clean else "n/a" for _, value in points[1:]]
+        lines.append([model, *(f"{value:.4f}" for _, value in points), *drops])
+    return _table(header, lines)
+
+
+def ablation_table(raw: Dict) -> List[str]:
+    rows = _rows(raw, "ablation")
+    full = next(row for row in rows if row["label"] == "IGR-SR")["test_mean"]
+    lines = []
+    for row in rows:
+        change = [f"{100 * (row['test_mean'][k] - full[k]) / full[k]:+.1f}%" if full[k] else "n/a" for k in ("HR@10", HEADLINE)]
+        lines.append([row["label"], _cell(row, "HR@10"), _cell(row, HEADLINE), *change])
+    return _table(["variant", "HR@10", HEADLINE, "HR@10 vs full", f"{HEADLINE} vs full"], lines)
+
+
+def sweep_points(raw: Dict) -> Dict[str, List[Tuple[float, float, float]]]:
+    """``{swept option: [(value, mean, std of test NDCG@10), ...]}``."""
+    sweeps = {}
+    for option, title in SWEPT_OPTIONS.items():
+        rows = sorted(_rows(raw, f"sweep-{option}"), key=lambda row: int(row["label"]))
+        if rows:
+            sweeps[title] = [(int(r["label"]), r["test_mean"][HEADLINE], r["test_std"][HEADLINE]) for r in rows]
+    return sweeps
+
+
+def sweep_table(raw: Dict, option: str) -> List[str]:
+    rows = sorted(_rows(raw, f"sweep-{option}"), key=lambda row: int(row["label"]))
+    lines = [[row["label"], _cell(row, "HR@10"), _cell(row, HEADLINE), f"{row['valid_mean'][HEADLINE]:.4f}"] for row in rows]
+    return _table([option, "test HR@10", f"test {HEADLINE}", f"valid {HEADLINE}"], lines)
+
+
+def write_report(raw: Dict, out: Path) -> None:
+    """``report.md`` with every table, and the figures it links."""
+    data, train = raw["data"], raw["train"]
+    lines = [
+        f"# IGR-SR study: {data['name']}",
+        "",
+        f"{data['users']} users, {data['items']} items, {data['interactions']} interactions "
+        f"(fingerprint {data['fingerprint']}). Leave-one-out, full ranking with the user's history "
+        f"removed from the candidates. Seeds {raw['seeds']}: cells are test mean ± std over seeds. "
+        f"Up to {train['epochs']} epochs, early stopping on validation {HEADLINE} (patience "
+        f"{train['patience']}), batch {train['batch_size']}, lr {train['lr']}. Raw numbers: `study.json`.",
+        "",
+        "## Main results",
+        "",
+        *main_table(raw),
+    ]
+    curves = noise_curves(raw)
+    if curves:
+        plot_noise_robustness(curves, HEADLINE, out / "noise.png")
+        lines += [
+            "",
+            "## Noise robustness",
+            "",
+            "A fraction of each user's input items (training sequences and evaluation histories) is "
+            f"replaced by random items; targets are kept (noise seed {raw['noise_seed']}). "
+            f"Test {HEADLINE} and its relative drop from the clean data:",
+            "",
+            *noise_table(curves),
+            "",
+            "![noise robustness](noise.png)",
+        ]
+    if _rows(raw, "ablation"):
+        lines += ["", "## Ablations of IGR-SR", "", *ablation_table(raw)]
+    sweeps = sweep_points(raw)
+    if sweeps:
+        plot_sweeps(sweeps, HEADLINE, out / "sweeps.png")
+        lines += ["", "## Sensitivity to m and k", ""]
+        for option in SWEPT_OPTIONS:
+            lines += [*sweep_table(raw, option), ""]
+        lines += ["![sweeps](sweeps.png)"]
+    (out / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")

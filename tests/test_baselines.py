@@ -1,0 +1,238 @@
+"""The baselines: each trains in the shared harness and beats popularity; their recipe details."""
+
+import numpy as np
+import pytest
+import torch
+
+from igrsr import SASRec
+from igrsr.cli import main
+from igrsr.data import PrefixExamples, SequenceExamples, collate_trimmed, leave_one_out, make_synthetic
+from igrsr.models import BERT4Rec, IGRSR, LightRec, Popularity, ReaRecERL, ReaRecPRL, SSEPT
+from igrsr.models.igrsr import FreeIntents
+from igrsr.models.rearec import mean_pairwise_kl
+from igrsr.models.registry import build_model, options_for
+from igrsr.train import TrainConfig, Trainer
+
+SMALL = dict(max_len=20, d_model=32, num_layers=1, num_heads=2, dropout=0.1)
+NUM_ITEMS = 40
+MAX_LEN = 12
+
+# Per-model budget that is enough on the tiny data below (BERT4Rec's cloze task and the
+# codebook assignments learn more slowly than next-item prediction).
+TRAINING = {
+    "bert4rec": dict(options={}, epochs=20, batch_size=32),
+    "ssept": dict(options={}, epochs=8, batch_size=32),
+    "rearec-erl": dict(options={}, epochs=6, batch_size=64),
+    "rearec-prl": dict(options={}, epochs=6, batch_size=64),
+    "lightrec": dict(options=dict(num_codebooks=4, codebook_size=32), epochs=20, batch_size=32),
+}
+
+
+@pytest.fixture(scope="module")
+def split():
+    return leave_one_out(make_synthetic(num_users=300, num_items=120, seq_len=(8, 16), seed=3))
+
+
+def train(name, split, tmp_path, epochs, batch_size, options=None):
+    torch.manual_seed(0)
+    model = build_model(name, split.num_items, len(split.train), {**SMALL, **(options or {})})
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=5e-3, patience=epochs, progress=False)
+    return model, Trainer(model, split, config, tmp_path / name, name).fit()
+
+
+@pytest.fixture(scope="module")
+def popularity_ndcg(split, tmp_path_factory):
+    _, result = train("pop", split, tmp_path_factory.mktemp("pop"), epochs=1, batch_size=256)
+    return result["test"]["NDCG@10"]
+
+
+@pytest.mark.parametrize("name", sorted(TRAINING))
+def test_baseline_trains_in_the_harness_and_beats_popularity(name, split, popularity_ndcg, tmp_path):
+    _, result = train(name, split, tmp_path, **TRAINING[name])
+    assert result["test"]["NDCG@10"] > popularity_ndcg
+    assert (tmp_path / name / "best.pt").exists()
+
+
+def test_popularity_counts_every_training_target_and_has_nothing_to_learn(split, tmp_path):
+    model, result = train("pop", split, tmp_path, epochs=2, batch_size=256)
+    targets = np.concatenate([sequence[1:] for sequence in split.train])
+    # The second epoch doubles every count, which ranks alike: the best epoch stays the first.
+    assert result["history"][0]["valid"] == result["history"][1]["valid"] and result["best_epoch"] == 1
+    np.testing.assert_array_equal(model.counts.numpy(), np.bincount(targets, minlength=split.num_items + 1))
+    assert not list(model.parameters())
+
+
+def make(name: str, **options):
+    """A small untrained model in eval mode (no dropout)."""
+    options = dict(max_len=MAX_LEN, d_model=16, num_layers=2, num_heads=2, dropout=0.0, **options)
+    if name == "igrsr":
+        sasrec = SASRec(NUM_ITEMS, **{k: options.pop(k) for k in ("max_len", "d_model", "num_layers", "num_heads")})
+        model = IGRSR(sasrec, **options)
+        for layer in model.reasoner.layers:
+            if hasattr(layer, "cross_attention"):  # give the zero-initialized cross-attention a say
+                torch.nn.init.normal_(layer.cross_attention.out.weight, std=0.3)
+        return model.eval()
+    return build_model(name, NUM_ITEMS, 7, {**options, "num_codebooks": 2, "codebook_size": 8}).eval()
+
+
+VARIANTS = [
+    ("pop", {}),
+    ("bert4rec", {}),
+    ("ssept", {}),
+    ("rearec-erl", {}),
+    ("rearec-prl", {}),
+    ("lightrec", {}),
+    ("igrsr", dict(intent_source="free")),
+    ("igrsr", dict(fusion="concat")),
+]
+
+
+@pytest.mark.parametrize("name, options", VARIANTS)
+def test_left_padding_does_not_change_scores(name, options):
+    model = make(name, **options)
+    real = torch.randint(1, NUM_ITEMS + 1, (3, 5))
+    users = torch.tensor([0, 3, 6])
+    short = torch.cat([torch.zeros(3, 1, dtype=torch.long), real], dim=1)
+    long = torch.cat([torch.zeros(3, MAX_LEN - 5, dtype=torch.long), real], dim=1)
+    scores = model.score(short, users)
+    torch.testing.assert_close(scores, model.score(long, users), rtol=1e-5, atol=1e-5)
+    assert torch.isinf(scores[:, 0]).all() and torch.isfinite(scores[:, 1:]).all()
+    assert scores.shape == (3, NUM_ITEMS + 1)
+
+
+@pytest.mark.parametrize("name, options", VARIANTS[1:])
+def test_training_loss_is_finite_and_reaches_the_parameters(name, options):
+    model = make(name, **options).train()
+    sequences = [np.arange(1, 9) + shift for shift in range(6)] + [np.array([3, 9, 4])]
+    examples = SequenceExamples(sequences, MAX_LEN) if model.example_kind == "sequence" else PrefixExamples(sequences, MAX_LEN)
+    batch = collate_trimmed([examples[i] for i in range(len(examples))])
+    loss, parts = model.training_loss(batch)
+    assert torch.isfinite(loss) and np.isfinite(parts["loss"])
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is None or torch.isfinite(g).all() for g in grads)
+    assert sum(float(g.abs().sum()) for g in grads if g is not None) > 0
+
+
+def test_bert4rec_rebuilds_the_training_sequence_and_masks_real_items_only():
+    sequences = [np.array([5, 6, 7, 8, 9]), np.array([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15])]
+    batch = collate_trimmed([SequenceExamples(sequences, MAX_LEN)[i] for i in range(2)])
+    rebuilt = torch.cat([batch["history"], batch["targets"][:, -1:]], dim=1)
+    assert rebuilt[0].tolist() == [0] * 8 + [5, 6, 7, 8, 9]
+    assert rebuilt[1].tolist() == list(range(3, 16))  # the last max_len + 1 items
+    model = BERT4Rec(NUM_ITEMS, max_len=MAX_LEN, d_model=16, mask_ratio=0.3)
+    masked = model.cloze_positions(rebuilt.repeat(200, 1))
+    assert masked.any(dim=1).all() and not masked[rebuilt.repeat(200, 1) == 0].any()
+    assert 0.2 < masked[1::2].float().mean() < 0.4
+    lonely = BERT4Rec(NUM_ITEMS, max_len=MAX_LEN, mask_ratio=1e-9).cloze_positions(rebuilt)
+    assert lonely.sum() == 2 and lonely[:, -1].all()  # nothing drawn: the last item is masked
+
+
+def test_bert4rec_attends_in_both_directions_and_never_recommends_the_mask_token():
+    model = make("bert4rec")
+    tokens = torch.randint(1, NUM_ITEMS + 1, (2, 6))
+    changed = tokens.clone()
+    changed[:, -1] = (changed[:, -1] % NUM_ITEMS) + 1
+    assert not torch.allclose(model.encode(tokens)[:, 0], model.encode(changed)[:, 0])
+    assert model.score(tokens).shape[1] == NUM_ITEMS + 1  # padding and real items, no [mask]
+
+
+def test_ssept_is_personalized_and_sse_swaps_only_what_it_should():
+    model = make("ssept")
+    history = torch.randint(1, NUM_ITEMS + 1, (2, 6))
+    history[0, :2] = 0
+    same_history = history[[0, 0]]
+    assert not torch.allclose(*model.score(same_history, torch.tensor([1, 2])))
+    model.sse_user_prob, model.sse_item_prob = 1.0, 1.0
+    torch.manual_seed(1)
+    swapped_history, swapped_users = model.shared_embedding_ids(history.repeat(50, 1), torch.arange(100) % 7)
+    assert (swapped_history[0::2, :2] == 0).all() and (swapped_history[history.repeat(50, 1) > 0] > 0).all()
+    assert not torch.equal(swapped_history, history.repeat(50, 1))
+    assert not torch.equal(swapped_users, torch.arange(100) % 7) and swapped_users.max() < 7
+    model.sse_user_prob, model.sse_item_prob = 0.0, 0.0
+    unchanged = model.shared_embedding_ids(history, torch.tensor([3, 4]))
+    assert torch.equal(unchanged[0], history) and unchanged[1].tolist() == [3, 4]
+
+
+def test_rearec_states_start_from_the_sequence_and_the_noisy_view_differs():
+    model = make("rearec-prl", reasoning_steps=3)
+    history = torch.randint(1, NUM_ITEMS + 1, (4, 7))
+    states = model.reasoning_states(history)
+    assert states.shape == (1, 4, 4, 16)
+    torch.testing.assert_close(states[0, :, 0], model.encoder(history)[:, -1])
+    assert not torch.allclose(states[0, :, 1], states[0, :, 2])
+    views = model.reasoning_states(history, input_noise=0.5)
+    torch.testing.assert_close(views[0], states[0])  # the clean view is unchanged
+    torch.testing.assert_close(views[1, :, 0], states[0, :, 0])  # noise enters after h_0 only
+    assert not torch.allclose(views[1, :, 1:], states[0, :, 1:])
+
+
+def test_pairwise_kl_is_zero_for_equal_distributions_and_positive_otherwise():
+    same = torch.log_softmax(torch.randn(3, 1, 10), dim=-1).expand(-1, 4, -1)
+    assert mean_pairwise_kl(same).abs() < 1e-6
+    assert mean_pairwise_kl(torch.log_softmax(torch.randn(3, 4, 10), dim=-1)) > 0
+
+
+def test_lightrec_items_are_sums_of_one_codeword_per_codebook():
+    model = LightRec(NUM_ITEMS, max_len=MAX_LEN, d_model=16, num_codebooks=3, codebook_size=8)
+    table = model.encoder.embedding.items
+    codes = table.codes()
+    assert codes.shape == (3, NUM_ITEMS) and 0 <= codes.min() and codes.max() < 8
+    composed = sum(table.codebooks[b, codes[b]] for b in range(3))
+    weight = table.weight
+    torch.testing.assert_close(weight[1:], composed)
+    assert torch.equal(weight[0], torch.zeros(16))
+    weight[1:].pow(2).sum().backward()  # straight-through: the keys and maps learn the choice
+    for parameter in (table.keys, table.bilinear, table.codebooks):
+        assert parameter.grad is not None and parameter.grad.abs().sum() > 0
+
+
+def test_igrsr_without_lid_uses_the_same_free_intents_for_every_history():
+    model = make("igrsr", intent_source="free")
+    assert isinstance(model.distiller, FreeIntents)
+    intents = model.intents(torch.randint(1, NUM_ITEMS + 1, (2, 5)))
+    torch.testing.assert_close(intents[0], intents[1])
+
+
+def test_igrsr_concat_fusion_sees_intents_and_survives_all_masked():
+    model = make("igrsr", fusion="concat")
+    assert not hasattr(model.reasoner.layers[0], "cross_attention")
+    history = torch.randint(1, NUM_ITEMS + 1, (3, 5))
+    intents = model.intents(history)
+    none_visible = torch.zeros(3, model.num_intents, dtype=torch.bool)
+    with_intents = model.reasoner(history, intents)
+    without = model.reasoner(history, intents, none_visible)
+    assert torch.isfinite(without).all() and not torch.allclose(with_intents, without)
+
+
+def test_subclassed_models_take_their_base_class_options():
+    assert {"d_model", "num_layers", "reasoning_steps", "kl_weight"} <= set(
+        options_for(ReaRecERL, dict(d_model=8, num_layers=1, reasoning_steps=3, kl_weight=0.1, num_intents=2))
+    )
+    assert set(options_for(ReaRecPRL, dict(anneal_base=2.0, kl_weight=0.1))) == {"anneal_base"}
+    assert set(options_for(LightRec, dict(loss="bce", codebook_size=4, mask_ratio=0.5))) == {"loss", "codebook_size"}
+    assert "num_users" in options_for(SSEPT, dict(num_users=3))
+    assert isinstance(build_model("pop", 10, 3, dict(d_model=8)), Popularity)
+
+
+@pytest.mark.parametrize("bad", [dict(mask_ratio=0.0), dict(sse_user_prob=1.5), dict(reasoning_steps=0)])
+def test_baselines_reject_bad_options(bad):
+    name = {"mask_ratio": "bert4rec", "sse_user_prob": "ssept", "reasoning_steps": "rearec-erl"}[next(iter(bad))]
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        build_model(name, NUM_ITEMS, 3, bad)
+
+
+def test_command_line_trains_the_baselines(tmp_path, capsys):
+    data = make_synthetic(num_users=80, num_items=40, seq_len=(6, 10), seed=1)
+    path = tmp_path / "tiny.txt"
+    path.write_text("".join(f"{u + 1} " + " ".join(map(str, s)) + "\n" for u, s in enumerate(data.sequences)))
+    models = "pop,bert4rec,ssept,rearec-erl,rearec-prl,lightrec"
+    args = ["train", "--model", models, "--data", str(path), "--out", str(tmp_path / "runs"), "--epochs", "1",
+            "--no-progress", "--d-model", "16", "--num-layers", "1", "--max-len", "10", "--mask-ratio", "0.4",
+            "--reasoning-steps", "1", "--num-codebooks", "2", "--codebook-size", "8"]  # fmt: skip
+    assert main(args) == 0
+    output = capsys.readouterr().out
+    for name in models.split(","):
+        assert f"{name}: " in output
+    results = {p.parent.name.rsplit("-", 1)[0] for p in (tmp_path / "runs" / "tiny").glob("*/results.json")}
+    assert results == set(models.split(","))
