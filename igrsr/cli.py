@@ -1,7 +1,8 @@
 """The ``igrsr`` command line.
 
 ``igrsr train`` with no arguments trains SASRec and IGR-SR on the embedded synthetic data
-and prints them side by side.
+and prints them side by side.  ``igrsr study`` runs the paper's experiments (every model,
+noise robustness, ablations, sweeps) and writes a report; ``--quick`` is a small version.
 """
 
 import argparse
@@ -11,7 +12,7 @@ from typing import Dict, List, Optional
 
 import torch
 
-from .data import leave_one_out, make_synthetic
+from .data import InteractionData, leave_one_out, make_synthetic
 from .models.registry import MODELS
 from .study import ALL_MODELS, Study, StudyPlan, first_users, main_table, run_study
 from .train import TrainConfig, load_data, train_model
@@ -138,15 +139,19 @@ def command_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def command_study(args: argparse.Namespace) -> int:
-    if args.threads:
-        torch.set_num_threads(args.threads)
+def study_data(args: argparse.Namespace) -> InteractionData:
+    """The study's dataset: the file given, else the synthetic one (smaller with ``--quick``)."""
     if args.data is None and args.quick:
         data = make_synthetic(**QUICK_SYNTHETIC)
     else:
         data = load_data(args.data)
-    if args.users:
-        data = first_users(data, args.users)
+    return first_users(data, args.users) if args.users else data
+
+
+def command_study(args: argparse.Namespace) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = study_data(args)
     print(f"data: {data.name}: {data.num_users} users, {data.num_items} items, {data.num_interactions} interactions")
     if args.epochs is None:
         args.epochs = QUICK_EPOCHS if args.quick else TrainConfig.epochs
@@ -155,8 +160,8 @@ def command_study(args: argparse.Namespace) -> int:
     plan = StudyPlan.quick(models) if args.quick else StudyPlan(models=models, noise_models=models)
     out = Path(args.out)
     seeds = list(range(args.seed, args.seed + num_seeds))
-    study = Study(data, model_options(args), train_config(args), seeds, out, noise_seed=args.noise_seed)
-    raw = run_study(plan, study)
+    study = Study(data, model_options(args), train_config(args), seeds, out, plan, args.noise_seed)
+    raw = run_study(study)
     print("\n".join(["", *main_table(raw), ""]))
     print(f"study: {len(raw['records'])} runs; report {out / 'report.md'}, raw results {out / 'study.json'}")
     return 0
@@ -181,7 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--data", default=None, help="dataset file; default: embedded synthetic")
     study.add_argument("--out", default="study", help="directory of the report, raw results and runs")
     study.add_argument("--quick", action="store_true", help="small version: 1 seed, few epochs, fewer sweep points")
-    study.add_argument("--seeds", type=int, default=None, help=f"seeds per run (default {FULL_SEEDS}, quick {QUICK_SEEDS})")
+    study.add_argument(
+        "--seeds", type=int, default=None, help=f"seeds per run (default {FULL_SEEDS}, quick {QUICK_SEEDS})"
+    )
     study.add_argument("--models", default=",".join(ALL_MODELS), help="comma-separated models of the main table")
     study.add_argument("--users", type=int, default=None, help="keep only the first N users of the data")
     study.add_argument("--noise-seed", type=int, default=0, help="seed of the noisy-input datasets")

@@ -34,14 +34,22 @@ ABLATIONS = {
     "w/o cross-attention": {"fusion": "concat"},
     "w/o ICR": {"cl_weight": 0.0},
 }
+# What the study keeps of each run's results.json (the rest stays in the run directory).
+RECORDED_RESULTS = ("run_dir", "test", "valid", "best_epoch", "epochs_run", "train_seconds")
 # The swept IGR-SR options and how the report names them.
 SWEPT_OPTIONS = {"num_intents": "m (intent tokens)", "num_prefix": "k (prefix tokens)"}
+QUICK_NOTE = [
+    "**Quick plan**: one seed, a few epochs and fewer noise levels and sweep points. It checks",
+    "the pipeline end to end; its numbers are not results to compare models by.",
+    "",
+]
 
 
 @dataclass(frozen=True)
 class StudyPlan:
     """What the study trains; every entry is run once per seed."""
 
+    name: str = "full"
     models: Tuple[str, ...] = ALL_MODELS
     noise_fractions: Tuple[float, ...] = (0.0, 0.1, 0.2, 0.3)
     noise_models: Tuple[str, ...] = ALL_MODELS
@@ -52,7 +60,7 @@ class StudyPlan:
     def quick(cls, models: Tuple[str, ...] = ALL_MODELS) -> "StudyPlan":
         """Every table, fewer points: 20% noise on SASRec and IGR-SR, two values per sweep."""
         noise_models = tuple(name for name in ("sasrec", "igrsr") if name in models)
-        return cls(models, (0.0, 0.2), noise_models, (1, 4), (0, 4))
+        return cls("quick", models, (0.0, 0.2), noise_models, (1, 4), (0, 4))
 
     def sweeps(self) -> Dict[str, Tuple[int, ...]]:
         return {"num_intents": self.intent_counts, "num_prefix": self.prefix_counts}
@@ -92,15 +100,17 @@ class Study:
     config: TrainConfig
     seeds: Sequence[int]
     out: Path
+    plan: StudyPlan = StudyPlan()
     noise_seed: int = 0
-    records: List[Dict[str, Any]] = field(default_factory=list)
-    _splits: Dict[float, Tuple[InteractionData, Split]] = field(default_factory=dict)
+    records: List[Dict[str, Any]] = field(default_factory=list, init=False)
+    _variants: Dict[float, Tuple[InteractionData, Split]] = field(default_factory=dict, init=False, repr=False)
 
     def variant(self, noise: float) -> Tuple[InteractionData, Split]:
-        if noise not in self._splits:
+        """The data with ``noise`` of its inputs replaced, and its split (built once)."""
+        if noise not in self._variants:
             data = self.data if noise == 0 else with_noisy_inputs(self.data, noise, self.noise_seed)
-            self._splits[noise] = data, leave_one_out(data)
-        return self._splits[noise]
+            self._variants[noise] = data, leave_one_out(data)
+        return self._variants[noise]
 
     def run(self, experiment: str, label: str, model: str, overrides: Optional[Dict] = None, noise: float = 0.0):
         """Train (or reuse) ``model`` once per seed and record each run under ``experiment``/``label``."""
@@ -113,26 +123,16 @@ class Study:
             result = train_model(
                 model, data, split, {**self.options, **overrides}, config, self.out / "runs", resume=True
             )
+            where = {"experiment": experiment, "label": label, "model": model, "overrides": overrides}
             self.records.append(
-                {
-                    "experiment": experiment,
-                    "label": label,
-                    "model": model,
-                    "overrides": overrides,
-                    "noise": noise,
-                    "seed": seed,
-                    "run_dir": result["run_dir"],
-                    "test": result["test"],
-                    "valid": result["valid"],
-                    "best_epoch": result["best_epoch"],
-                    "train_seconds": result["train_seconds"],
-                }
+                {**where, "noise": noise, "seed": seed, **{key: result[key] for key in RECORDED_RESULTS}}
             )
             self.save(complete=False)
 
     def save(self, complete: bool) -> Dict[str, Any]:
         raw = {
             "complete": complete,
+            "plan": asdict(self.plan),
             "data": data_summary(self.data),
             "seeds": list(self.seeds),
             "noise_seed": self.noise_seed,
@@ -145,8 +145,9 @@ class Study:
         return raw
 
 
-def run_study(plan: StudyPlan, study: Study) -> Dict[str, Any]:
-    """Run every experiment of ``plan``, then write the JSON, the report and the figures."""
+def run_study(study: Study) -> Dict[str, Any]:
+    """Run every experiment of the study's plan, then write the JSON, the report and the figures."""
+    plan = study.plan
     for model in plan.models:
         study.run("main", model, model)
     for fraction in plan.noise_fractions:
@@ -221,13 +222,18 @@ def noise_curves(raw: Dict) -> Dict[str, List[Tuple[float, float]]]:
 
 def noise_table(curves: Dict[str, List[Tuple[float, float]]]) -> List[str]:
     fractions = [fraction for fraction, _ in next(iter(curves.values()))]
-    header = ["model", *(f"{HEADLINE} @ {f:g}" for f in fractions), *(f"drop @ {f:g}" for f in fractions[1:])]
+    header = ["model", *(f"{HEADLINE} @ {f:g}" for f in fractions), *(f"change @ {f:g}" for f in fractions[1:])]
     lines = []
     for model, points in curves.items():
         clean = points[0][1]
-        drops = [f"{100 * (clean - value) / clean:.1f}%" if clean else "n/a" for _, value in points[1:]]
-        lines.append([model, *(f"{value:.4f}" for _, value in points), *drops])
+        changes = [_relative_change(value, clean) for _, value in points[1:]]
+        lines.append([model, *(f"{value:.4f}" for _, value in points), *changes])
     return _table(header, lines)
+
+
+def _relative_change(value: float, reference: float) -> str:
+    """``(value − reference) / reference`` in percent, signed."""
+    return f"{100 * (value - reference) / reference:+.1f}%" if reference else "n/a"
 
 
 def ablation_table(raw: Dict) -> List[str]:
@@ -235,7 +241,7 @@ def ablation_table(raw: Dict) -> List[str]:
     full = next(row for row in rows if row["label"] == "IGR-SR")["test_mean"]
     lines = []
     for row in rows:
-        change = [f"{100 * (row['test_mean'][k] - full[k]) / full[k]:+.1f}%" if full[k] else "n/a" for k in ("HR@10", HEADLINE)]
+        change = [_relative_change(row["test_mean"][k], full[k]) for k in ("HR@10", HEADLINE)]
         lines.append([row["label"], _cell(row, "HR@10"), _cell(row, HEADLINE), *change])
     return _table(["variant", "HR@10", HEADLINE, "HR@10 vs full", f"{HEADLINE} vs full"], lines)
 
@@ -252,7 +258,9 @@ def sweep_points(raw: Dict) -> Dict[str, List[Tuple[float, float, float]]]:
 
 def sweep_table(raw: Dict, option: str) -> List[str]:
     rows = sorted(_rows(raw, f"sweep-{option}"), key=lambda row: int(row["label"]))
-    lines = [[row["label"], _cell(row, "HR@10"), _cell(row, HEADLINE), f"{row['valid_mean'][HEADLINE]:.4f}"] for row in rows]
+    lines = [
+        [row["label"], _cell(row, "HR@10"), _cell(row, HEADLINE), f"{row['valid_mean'][HEADLINE]:.4f}"] for row in rows
+    ]
     return _table([option, "test HR@10", f"test {HEADLINE}", f"valid {HEADLINE}"], lines)
 
 
@@ -265,9 +273,10 @@ def write_report(raw: Dict, out: Path) -> None:
         f"{data['users']} users, {data['items']} items, {data['interactions']} interactions "
         f"(fingerprint {data['fingerprint']}). Leave-one-out, full ranking with the user's history "
         f"removed from the candidates. Seeds {raw['seeds']}: cells are test mean ± std over seeds. "
-        f"Up to {train['epochs']} epochs, early stopping on validation {HEADLINE} (patience "
+        f"Epoch limit {train['epochs']}, early stopping on validation {HEADLINE} (patience "
         f"{train['patience']}), batch {train['batch_size']}, lr {train['lr']}. Raw numbers: `study.json`.",
         "",
+        *(QUICK_NOTE if raw["plan"]["name"] == "quick" else []),
         "## Main results",
         "",
         *main_table(raw),
@@ -281,7 +290,7 @@ def write_report(raw: Dict, out: Path) -> None:
             "",
             "A fraction of each user's input items (training sequences and evaluation histories) is "
             f"replaced by random items; targets are kept (noise seed {raw['noise_seed']}). "
-            f"Test {HEADLINE} and its relative drop from the clean data:",
+            f"Test {HEADLINE}, and its relative change from the clean data (negative: a drop):",
             "",
             *noise_table(curves),
             "",

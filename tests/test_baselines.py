@@ -104,7 +104,8 @@ def test_left_padding_does_not_change_scores(name, options):
 def test_training_loss_is_finite_and_reaches_the_parameters(name, options):
     model = make(name, **options).train()
     sequences = [np.arange(1, 9) + shift for shift in range(6)] + [np.array([3, 9, 4])]
-    examples = SequenceExamples(sequences, MAX_LEN) if model.example_kind == "sequence" else PrefixExamples(sequences, MAX_LEN)
+    kind = SequenceExamples if model.example_kind == "sequence" else PrefixExamples
+    examples = kind(sequences, MAX_LEN)
     batch = collate_trimmed([examples[i] for i in range(len(examples))])
     loss, parts = model.training_loss(batch)
     assert torch.isfinite(loss) and np.isfinite(parts["loss"])

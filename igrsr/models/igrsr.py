@@ -137,7 +137,8 @@ class DeliberativeReasoner(nn.Module):
         """Start each decision block from the matching stage-1 block where shapes agree.
 
         The cross-attention outputs start at zero, so the fresh reasoner computes what the
-        stage-1 SASRec computes and training adds the intents from there.
+        stage-1 SASRec computes and training adds the intents from there.  (With concat
+        fusion the intents are visible from the start.)
         """
         for layer, trained in zip(self.layers, backbone.encoder.layers):
             decision = layer.decision if self.fusion == "cross_attention" else layer

@@ -115,8 +115,8 @@ class ReaRecERL(ReaRec):
     Loss (paper): the cross-entropy of every state ``h_0..h_K`` (summed over states) minus
     ``kl_weight`` times the mean pairwise KL divergence between the states' predicted
     distributions, which keeps the states from collapsing onto one another.  As in the
-    official code, one side of each KL pair is detached (``KL(p_j || sg(p_i))``) so the
-    regularizer pushes each distribution away from the others without an unbounded loop.
+    official code, one side of each pair is detached (``KL(p_j || sg(p_i))``): each
+    distribution is pushed away from the others as they are, not pulled along with them.
     Prediction: the mean of the states (mean pooling).
     """
 

@@ -1,0 +1,88 @@
+"""``igrsr study``: noisy inputs with intact targets, the tables, end to end and resumed."""
+
+import json
+
+import numpy as np
+import pytest
+
+from igrsr.cli import main
+from igrsr.data import leave_one_out, make_synthetic
+from igrsr.study import summarize, with_noisy_inputs
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_synthetic(num_users=200, num_items=80, seq_len=(6, 20), seed=5)
+
+
+def test_noise_replaces_inputs_only_and_keeps_every_target(data):
+    clean, noisy = leave_one_out(data), leave_one_out(with_noisy_inputs(data, 0.2, seed=7))
+    np.testing.assert_array_equal(noisy.valid_target, clean.valid_target)
+    np.testing.assert_array_equal(noisy.test_target, clean.test_target)
+    changed = replaced = 0
+    for clean_train, noisy_train, noisy_test_history, target in zip(
+        clean.train, noisy.train, noisy.test_history, noisy.valid_target
+    ):
+        assert len(noisy_train) == len(clean_train)
+        differs = int((noisy_train != clean_train).sum())
+        assert differs <= np.floor(0.2 * len(clean_train) + 0.5)  # a draw may repeat the original item
+        changed, replaced = changed + differs, replaced + len(clean_train)
+        # The test history is the (noisy) training part, then the clean validation target.
+        np.testing.assert_array_equal(noisy_test_history, np.append(noisy_train, target))
+    assert 0.15 < changed / replaced < 0.25
+
+
+def test_noise_is_reproducible_from_its_seed_and_zero_noise_changes_nothing(data):
+    first, again, other = (with_noisy_inputs(data, 0.3, seed) for seed in (1, 1, 2))
+    assert all(np.array_equal(a, b) for a, b in zip(first.sequences, again.sequences))
+    assert not all(np.array_equal(a, b) for a, b in zip(first.sequences, other.sequences))
+    assert first.name == "synthetic-noise30"
+    clean = with_noisy_inputs(data, 0.0, seed=1)
+    assert all(np.array_equal(a, b) for a, b in zip(clean.sequences, data.sequences))
+
+
+def test_summary_is_mean_and_sample_std_over_seeds():
+    metrics = ("HR@5", "NDCG@5", "HR@10", "NDCG@10", "HR@20", "NDCG@20")
+    records = [
+        {"experiment": "main", "label": "sasrec", "model": "sasrec", "noise": 0.0, "seed": seed,
+         "test": dict.fromkeys(metrics, value), "valid": dict.fromkeys(metrics, 0.5)}
+        for seed, value in ((1, 0.1), (2, 0.3))
+    ]  # fmt: skip
+    (row,) = summarize(records)
+    assert row["seeds"] == [1, 2]
+    assert row["test_mean"]["NDCG@10"] == pytest.approx(0.2)
+    assert row["test_std"]["NDCG@10"] == pytest.approx(np.std([0.1, 0.3], ddof=1))
+
+
+def test_quick_study_runs_end_to_end_and_a_second_call_reuses_every_run(data, tmp_path, capsys):
+    path = tmp_path / "tiny.txt"
+    path.write_text("".join(f"{u + 1} " + " ".join(map(str, s)) + "\n" for u, s in enumerate(data.sequences)))
+    out = tmp_path / "study"
+    args = ["study", "--quick", "--data", str(path), "--users", "100", "--out", str(out), "--epochs", "1",
+            "--no-progress", "--d-model", "16", "--num-layers", "1", "--max-len", "10", "--batch-size", "64",
+            "--reasoning-steps", "1", "--num-codebooks", "2", "--codebook-size", "8"]  # fmt: skip
+    assert main(args) == 0
+    first_output = capsys.readouterr().out
+    raw = json.loads((out / "study.json").read_text())
+    assert raw["complete"] and raw["plan"]["name"] == "quick" and raw["data"]["users"] == 100
+    experiments = {record["experiment"] for record in raw["records"]}
+    assert experiments == {"main", "noise", "ablation", "sweep-num_intents", "sweep-num_prefix"}
+    assert {row["label"] for row in raw["summary"] if row["experiment"] == "main"} == {
+        "pop", "sasrec", "bert4rec", "ssept", "lightrec", "rearec-erl", "rearec-prl", "igrsr"
+    }  # fmt: skip
+    assert {record["noise"] for record in raw["records"]} == {0.0, 0.2}
+    report = (out / "report.md").read_text()
+    for section in ("## Main results", "## Noise robustness", "## Ablations of IGR-SR", "## Sensitivity to m and k"):
+        assert section in report
+    assert (out / "noise.png").stat().st_size > 0 and (out / "sweeps.png").stat().st_size > 0
+    assert "tiny-noise20" in {p.name for p in (out / "runs").iterdir()}  # noisy data: its own runs
+    results = sorted((out / "runs").glob("*/*/results.json"))
+    modified = {p: p.stat().st_mtime_ns for p in results}
+    trained = first_output.count(" epoch 1:")
+    assert trained == len(results)
+
+    assert main(args) == 0
+    second_output = capsys.readouterr().out
+    assert " epoch 1:" not in second_output and "reusing the finished run" in second_output
+    assert {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/*/results.json")} == modified
+    assert json.loads((out / "study.json").read_text())["summary"] == raw["summary"]
