@@ -138,7 +138,7 @@ CAUSAL_BACKENDS = [
 def test_causal_attention(benchmark, backend, mode, seq_len):
     dims = shape(seq_len)
     benchmark.group = f"causal_attention {mode} L={seq_len}"
-    benchmark.extra_info.update(shape=list(dims), dtype=str(DTYPE), num_prefix=NUM_PREFIX)
+    benchmark.extra_info.update(backend=backend, shape=list(dims), dtype=str(DTYPE), num_prefix=NUM_PREFIX)
     inputs = random_inputs(dims, dims, dims, requires_grad=mode != "forward")
     seconds = time_it(benchmark, forward_or_training_step(causal_function(backend, seq_len), inputs, mode))
     if seconds:
@@ -167,7 +167,7 @@ def test_intent_cross_attention(benchmark, backend, mode, seq_len):
     batch, heads, _, head_dim = dims
     intent_dims = (batch, heads, NUM_INTENTS, head_dim)
     benchmark.group = f"intent_cross_attention {mode} L={seq_len}"
-    benchmark.extra_info.update(shape=list(dims), num_intents=NUM_INTENTS, dtype=str(DTYPE))
+    benchmark.extra_info.update(backend=backend, shape=list(dims), num_intents=NUM_INTENTS, dtype=str(DTYPE))
     inputs = random_inputs(dims, intent_dims, intent_dims, requires_grad=mode != "forward")
     mask = torch.ones(batch, NUM_INTENTS, dtype=torch.bool, device=DEVICE)
     mask[:, -1] = False  # as in intent-consistency training, some intents are dropped

@@ -44,6 +44,7 @@ def test_igrsr_training_step(benchmark, backend):
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     batch = make_batch()
     benchmark.group = f"igrsr training step L={SEQ_LEN} B={BATCH}"
+    benchmark.extra_info["backend"] = backend
 
     def step():
         with torch.autocast(DEVICE, dtype=torch.bfloat16, enabled=ON_GPU):

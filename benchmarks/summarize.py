@@ -8,7 +8,6 @@ those ran: "x ref" > 1 means faster than the reference.
 """
 
 import json
-import re
 import sys
 from collections import defaultdict
 
@@ -16,9 +15,9 @@ COLUMNS = ("tflops", "gbps", "peak_memory_mib", "speedup", "memory_ratio")
 PEERS = ("sdpa_flash", "flex", "eager")
 
 
-def backend_of(name: str) -> str:
-    match = re.search(r"\[(.*)\]", name)
-    return match.group(1).split("-")[0] if match else name
+def backend_of(bench: dict) -> str:
+    """The backend an entry timed: recorded in extra_info by every suite."""
+    return bench.get("extra_info", {}).get("backend", bench["name"])
 
 
 def format_value(value) -> str:
@@ -31,7 +30,7 @@ def summarize(path: str) -> str:
     info = report.get("machine_info", {}).get("igrsr", {})
     groups = defaultdict(dict)
     for bench in report["benchmarks"]:
-        groups[bench["group"]][backend_of(bench["name"])] = bench["stats"]["median"]
+        groups[bench["group"]][backend_of(bench)] = bench["stats"]["median"]
     lines = [
         f"device: {info.get('device')}, torch {info.get('torch')}, CUDA {info.get('cuda')}, "
         f"Triton {info.get('triton')}, {info.get('date')}",

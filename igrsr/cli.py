@@ -16,6 +16,7 @@ from .data import InteractionData, leave_one_out, make_synthetic
 from .models.registry import MODELS
 from .study import ALL_MODELS, Study, StudyPlan, first_users, main_table, run_study
 from .train import TrainConfig, load_data, train_model
+from .train.runs import SYNTHETIC
 
 DEFAULT_MODELS = "sasrec,igrsr"
 # `igrsr study --quick`: a smaller synthetic dataset, one seed and a few epochs.
@@ -62,10 +63,13 @@ def add_model_specific_options(parser: argparse.ArgumentParser) -> None:
 def add_training_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("training")
     group.add_argument("--epochs", type=int, default=200, help="epoch limit")
-    group.add_argument("--batch-size", type=int, default=256)
-    group.add_argument("--lr", type=float, default=1e-3)
+    group.add_argument("--batch-size", type=int, default=None, help="default 256 (128 on the synthetic data)")
+    group.add_argument("--lr", type=float, default=None, help="default 1e-3 (3e-3 on the synthetic data)")
     group.add_argument("--weight-decay", type=float, default=0.0)
-    group.add_argument("--patience", type=int, default=10, help="epochs without validation NDCG@10 gain")
+    group.add_argument(
+        "--patience", type=int, default=None,
+        help="epochs without validation NDCG@10 gain before stopping; default 10 (5 on the synthetic data)",
+    )  # fmt: skip
     group.add_argument("--seed", type=int, default=42)
     group.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     group.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
@@ -85,16 +89,34 @@ def model_options(args: argparse.Namespace) -> Dict:
     return {name: getattr(args, name) for name in MODEL_OPTION_NAMES}
 
 
+# Training defaults for real data, and for the small embedded synthetic dataset, where a
+# larger step and less patience bring both models to convergence within a few CPU minutes.
+TRAINING_DEFAULTS = {"lr": 1e-3, "batch_size": 256, "patience": 10}
+SYNTHETIC_TRAINING_DEFAULTS = {"lr": 3e-3, "batch_size": 128, "patience": 5}
+
+
+def uses_synthetic_data(args: argparse.Namespace) -> bool:
+    return args.data in (None, SYNTHETIC)
+
+
+def training_option(args: argparse.Namespace, name: str):
+    """The option as given, else the default for the data at hand."""
+    value = getattr(args, name)
+    if value is not None:
+        return value
+    return (SYNTHETIC_TRAINING_DEFAULTS if uses_synthetic_data(args) else TRAINING_DEFAULTS)[name]
+
+
 def train_config(args: argparse.Namespace) -> TrainConfig:
     device = args.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     return TrainConfig(
         epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
+        batch_size=training_option(args, "batch_size"),
+        lr=training_option(args, "lr"),
         weight_decay=args.weight_decay,
-        patience=args.patience,
+        patience=training_option(args, "patience"),
         seed=args.seed,
         device=device,
         eval_batch_size=args.eval_batch_size,
@@ -129,7 +151,9 @@ def command_train(args: argparse.Namespace) -> int:
     split = leave_one_out(data)
     config = train_config(args)
     results = [
-        train_model(name, data, split, model_options(args), config, Path(args.out), args.resume, args.fresh)
+        train_model(
+            name, data, split, model_options(args), config, Path(args.out), args.resume, args.fresh, args.backbone_run
+        )
         for name in parse_models(args.model)
     ]
     print(f"\ntest metrics (full ranking over {split.num_items} items, {len(split.train)} users):")
@@ -176,6 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", default="runs", help="directory of run folders")
     train.add_argument("--resume", action="store_true", help="continue interrupted runs from last.pt")
     train.add_argument("--fresh", action="store_true", help="retrain even if a finished run exists")
+    train.add_argument(
+        "--backbone-run", default=None,
+        help="IGR-SR: a finished SASRec run directory to use as stage 1 (default: the SASRec run "
+        "with the same options and training settings, trained first if missing)",
+    )  # fmt: skip
     add_model_options(train)
     add_training_options(train)
     train.set_defaults(handler=command_train)

@@ -140,3 +140,17 @@ def test_sasrec_losses_are_finite_and_train(loss):
     value, parts = model.training_loss({"history": history, "targets": targets})
     assert torch.isfinite(value) and parts["loss"] > 0
     value.backward()
+
+
+def test_cpu_dropout_matches_nn_dropout_in_distribution_and_gradient():
+    from igrsr.nn import Dropout
+
+    layer = Dropout(0.3).train()
+    x = torch.ones(200, 500, requires_grad=True)
+    y = layer(x)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - 0.7) < 0.01
+    torch.testing.assert_close(y[kept], torch.full_like(y[kept], 1 / 0.7))
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, kept.float() / 0.7)
+    assert torch.equal(layer.eval()(x), x)

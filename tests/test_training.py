@@ -109,3 +109,21 @@ def test_command_line_trains_reuses_stage_one_and_writes_results(tmp_path, capsy
 def test_command_line_rejects_unknown_models(tmp_path):
     with pytest.raises(SystemExit, match="unknown model"):
         main(["train", "--model", "gru4rec", "--data", str(write_sequences(tmp_path / "d.txt"))])
+
+
+def test_backbone_run_option_picks_the_stage_one_and_checks_its_data(tmp_path):
+    data = write_sequences(tmp_path / "tiny.txt")
+    out = tmp_path / "runs"
+    common = ["--out", str(out), "--epochs", "1", "--no-progress", "--d-model", "16", "--num-layers", "1",
+              "--max-len", "10", "--batch-size", "64"]  # fmt: skip
+    assert main(["train", "--data", str(data), "--model", "sasrec", *common]) == 0
+    stage_one = next((out / "tiny").glob("sasrec-*"))
+    # Another training budget for stage 2, over the existing stage 1: nothing is retrained.
+    args = ["train", "--data", str(data), "--model", "igrsr", *common, "--patience", "3", "--backbone-run"]
+    assert main([*args, str(stage_one), "--num-intents", "2"]) == 0
+    assert len(list((out / "tiny").glob("sasrec-*"))) == 1
+    result = json.loads(next((out / "tiny").glob("igrsr-*/results.json")).read_text())
+    assert result["backbone_run"] == str(stage_one)
+    other = write_sequences(tmp_path / "other.txt", seed=1)
+    with pytest.raises(ValueError, match="other data"):
+        main(["train", "--data", str(other), "--model", "igrsr", *common, "--backbone-run", str(stage_one)])

@@ -35,11 +35,11 @@ MEAN_RUN_LENGTH = 3.0
 
 
 def make_synthetic(
-    num_users: int = 2000,
+    num_users: int = 1000,
     num_items: int = 500,
     num_intents: int = 8,
     intents_per_user: tuple[int, int] = (2, 3),
-    seq_len: tuple[int, int] = (10, 30),
+    seq_len: tuple[int, int] = (8, 20),
     noise: float = 0.1,
     seed: int = 0,
 ) -> InteractionData:

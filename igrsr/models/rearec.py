@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..nn import InfoNCELoss
+from ..nn import Dropout, InfoNCELoss
 from .base import SequentialRecommender
 from .sasrec import SASRecEncoder
 
@@ -61,7 +61,7 @@ class ReaRec(SequentialRecommender):
         self.encoder = SASRecEncoder(num_items, max_len, d_model, num_layers, num_heads, dropout, backend)
         self.reasoning_positions = nn.Embedding(reasoning_steps, d_model)
         self.reasoning_norm = nn.LayerNorm(d_model)
-        self.reasoning_dropout = nn.Dropout(dropout)
+        self.reasoning_dropout = Dropout(dropout)
 
     @property
     def item_embeddings(self) -> torch.Tensor:

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..nn import CausalTransformerLayer
+from ..nn import CausalTransformerLayer, Dropout
 from .base import SequentialRecommender
 
 LOSSES = ("ce", "bce")
@@ -30,7 +30,7 @@ class ItemSequenceEmbedding(nn.Module):
         d_item = d_model if d_item is None else d_item
         self.items = nn.Embedding(num_items + 1, d_item, padding_idx=0)
         self.positions = nn.Embedding(max_len, d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.scale = math.sqrt(d_item)
         nn.init.normal_(self.items.weight, std=d_item**-0.5)
         with torch.no_grad():

@@ -1,6 +1,7 @@
 """Layers: drop-in modules over :mod:`igrsr.ops`."""
 
 from .attention import CausalSelfAttention, IntentCrossAttention
+from .dropout import Dropout
 from .losses import InfoNCELoss
 from .transformer import CausalTransformerLayer, DeliberativeReasonerLayer, FeedForward
 
@@ -8,6 +9,7 @@ __all__ = [
     "CausalSelfAttention",
     "CausalTransformerLayer",
     "DeliberativeReasonerLayer",
+    "Dropout",
     "FeedForward",
     "InfoNCELoss",
     "IntentCrossAttention",

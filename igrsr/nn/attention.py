@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from ..ops import causal_attention, intent_cross_attention
+from .dropout import Dropout
 
 
 def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
@@ -39,7 +40,7 @@ class CausalSelfAttention(nn.Module):
         self.backend = backend
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.out = nn.Linear(d_model, d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(
         self, x: torch.Tensor, key_padding_mask: Optional[torch.Tensor] = None, num_prefix: int = 0
@@ -73,7 +74,7 @@ class IntentCrossAttention(nn.Module):
         self.query = nn.Linear(d_model, d_model)
         self.key_value = nn.Linear(d_intent or d_model, 2 * d_model)
         self.out = nn.Linear(d_model, d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(
         self, x: torch.Tensor, intents: torch.Tensor, intent_mask: Optional[torch.Tensor] = None

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from .attention import CausalSelfAttention, IntentCrossAttention
+from .dropout import Dropout
 
 
 class FeedForward(nn.Module):
@@ -14,9 +15,9 @@ class FeedForward(nn.Module):
         self.net = nn.Sequential(
             nn.Linear(d_model, expansion * d_model),
             nn.GELU(),
-            nn.Dropout(dropout),
+            Dropout(dropout),
             nn.Linear(expansion * d_model, d_model),
-            nn.Dropout(dropout),
+            Dropout(dropout),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

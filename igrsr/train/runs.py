@@ -82,20 +82,25 @@ def train_model(
     out: Path,
     resume: bool = False,
     fresh: bool = False,
+    backbone_run: Optional[Path] = None,
 ) -> Dict[str, Any]:
     """Train ``model_name`` (and its stage 1 first, if it has one) or reuse a finished run.
 
     ``options`` holds every model hyperparameter of the command line; each model takes the
-    ones its constructor accepts.  Returns the run's results (also in ``results.json``).
+    ones its constructor accepts.  A stage-2 model (IGR-SR) runs over ``backbone_run``, a
+    finished SASRec run directory on the same data; by default the SASRec run with the same
+    options and training settings, trained first if there is none.  Returns the run's results
+    (also in ``results.json``).
     """
     if model_name not in MODELS:
         raise ValueError(f"unknown model {model_name!r}; expected one of {sorted(MODELS)}")
     entry = MODELS[model_name]
-    backbone, backbone_run = None, None
+    backbone = None
     if entry.needs_backbone:
-        stage1 = train_model("sasrec", data, split, options, config, out, resume=resume)
-        backbone_run = stage1["run_dir"]
-        backbone = load_trained("sasrec", split, options, Path(backbone_run), config.device)
+        if backbone_run is None:
+            backbone_run = train_model("sasrec", data, split, options, config, out, resume=resume)["run_dir"]
+        backbone_run = str(backbone_run)
+        backbone = load_trained(Path(backbone_run), data, split, config.device)
     model_options = options_for(entry.cls, options)
     key = run_key(model_name, model_options, config, data)
     if backbone_run is not None:
@@ -123,10 +128,14 @@ def train_model(
     return result
 
 
-def load_trained(
-    model_name: str, split: Split, options: Dict[str, Any], run_dir: Path, device: str
-) -> SequentialRecommender:
-    """Rebuild a finished run's model and load its best weights."""
-    model = build_model(model_name, split.num_items, len(split.train), options)
+def load_trained(run_dir: Path, data: InteractionData, split: Split, device: str) -> SequentialRecommender:
+    """Rebuild a finished run's model from its recorded options and load its best weights."""
+    results_path = Path(run_dir) / "results.json"
+    if not results_path.exists():
+        raise FileNotFoundError(f"{run_dir} holds no finished run (no results.json)")
+    result = load_json(results_path)
+    if result["data"]["fingerprint"] != data_fingerprint(data):
+        raise ValueError(f"the run in {run_dir} was trained on other data than {data.name!r}")
+    model = build_model(result["model"], split.num_items, len(split.train), result["options"])
     model.load_state_dict(load_torch(Path(run_dir) / "best.pt", map_location=device)["model"])
     return model.to(device)
