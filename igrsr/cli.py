@@ -7,6 +7,7 @@ noise robustness, ablations, sweeps) and writes a report; ``--quick`` is a small
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -65,6 +66,11 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--epochs", type=int, default=200, help="epoch limit")
     group.add_argument("--batch-size", type=int, default=None, help="default 256 (128 on the synthetic data)")
     group.add_argument("--lr", type=float, default=None, help="default 1e-3 (3e-3 on the synthetic data)")
+    group.add_argument(
+        "--stage2-lr", type=float, default=None,
+        help="learning rate of stage-2 models (IGR-SR) over their trained SASRec; default --lr "
+        "(1e-3 on the synthetic data)",
+    )  # fmt: skip
     group.add_argument("--weight-decay", type=float, default=0.0)
     group.add_argument(
         "--patience", type=int, default=None,
@@ -91,8 +97,8 @@ def model_options(args: argparse.Namespace) -> Dict:
 
 # Training defaults for real data, and for the small embedded synthetic dataset, where a
 # larger step and less patience bring both models to convergence within a few CPU minutes.
-TRAINING_DEFAULTS = {"lr": 1e-3, "batch_size": 256, "patience": 10}
-SYNTHETIC_TRAINING_DEFAULTS = {"lr": 3e-3, "batch_size": 128, "patience": 5}
+TRAINING_DEFAULTS = {"lr": 1e-3, "stage2_lr": None, "batch_size": 256, "patience": 10}
+SYNTHETIC_TRAINING_DEFAULTS = {"lr": 3e-3, "stage2_lr": 1e-3, "batch_size": 128, "patience": 5}
 
 
 def uses_synthetic_data(args: argparse.Namespace) -> bool:
@@ -150,10 +156,12 @@ def command_train(args: argparse.Namespace) -> int:
     print(f"data: {data.name}: {data.num_users} users, {data.num_items} items, {data.num_interactions} interactions")
     split = leave_one_out(data)
     config = train_config(args)
+    stage2_config = replace(config, lr=training_option(args, "stage2_lr") or config.lr)
     results = [
         train_model(
-            name, data, split, model_options(args), config, Path(args.out), args.resume, args.fresh, args.backbone_run
-        )
+            name, data, split, model_options(args), stage2_config if MODELS[name].needs_backbone else config,
+            Path(args.out), args.resume, args.fresh, args.backbone_run, backbone_config=config,
+        )  # fmt: skip
         for name in parse_models(args.model)
     ]
     print(f"\ntest metrics (full ranking over {split.num_items} items, {len(split.train)} users):")
@@ -184,7 +192,10 @@ def command_study(args: argparse.Namespace) -> int:
     plan = StudyPlan.quick(models) if args.quick else StudyPlan(models=models, noise_models=models)
     out = Path(args.out)
     seeds = list(range(args.seed, args.seed + num_seeds))
-    study = Study(data, model_options(args), train_config(args), seeds, out, plan, args.noise_seed)
+    study = Study(
+        data, model_options(args), train_config(args), seeds, out, plan, args.noise_seed,
+        stage2_lr=training_option(args, "stage2_lr"),
+    )  # fmt: skip
     raw = run_study(study)
     print("\n".join(["", *main_table(raw), ""]))
     print(f"study: {len(raw['records'])} runs; report {out / 'report.md'}, raw results {out / 'study.json'}")

@@ -19,6 +19,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .data import InteractionData, Split, inject_noise, leave_one_out
+from .models.registry import MODELS
 from .train import TrainConfig, train_model
 from .train.checkpoint import save_json
 from .train.plots import plot_noise_robustness, plot_sweeps
@@ -102,6 +103,7 @@ class Study:
     out: Path
     plan: StudyPlan = StudyPlan()
     noise_seed: int = 0
+    stage2_lr: Optional[float] = None  # learning rate of IGR-SR over its SASRec; None = config.lr
     records: List[Dict[str, Any]] = field(default_factory=list, init=False)
     _variants: Dict[float, Tuple[InteractionData, Split]] = field(default_factory=dict, init=False, repr=False)
 
@@ -119,10 +121,12 @@ class Study:
         for seed in self.seeds:
             # Popularity is counted in one pass; more epochs would only repeat the count.
             config = replace(self.config, seed=seed, epochs=1 if model == "pop" else self.config.epochs)
+            model_config = replace(config, lr=self.stage2_lr or config.lr) if MODELS[model].needs_backbone else config
             print(f"[study] {experiment}: {label} (noise {noise:g}, seed {seed})", flush=True)
             result = train_model(
-                model, data, split, {**self.options, **overrides}, config, self.out / "runs", resume=True
-            )
+                model, data, split, {**self.options, **overrides}, model_config, self.out / "runs",
+                resume=True, backbone_config=config,
+            )  # fmt: skip
             where = {"experiment": experiment, "label": label, "model": model, "overrides": overrides}
             self.records.append(
                 {**where, "noise": noise, "seed": seed, **{key: result[key] for key in RECORDED_RESULTS}}

@@ -83,14 +83,15 @@ def train_model(
     resume: bool = False,
     fresh: bool = False,
     backbone_run: Optional[Path] = None,
+    backbone_config: Optional[TrainConfig] = None,
 ) -> Dict[str, Any]:
     """Train ``model_name`` (and its stage 1 first, if it has one) or reuse a finished run.
 
     ``options`` holds every model hyperparameter of the command line; each model takes the
     ones its constructor accepts.  A stage-2 model (IGR-SR) runs over ``backbone_run``, a
     finished SASRec run directory on the same data; by default the SASRec run with the same
-    options and training settings, trained first if there is none.  Returns the run's results
-    (also in ``results.json``).
+    options and the training settings ``backbone_config`` (default: ``config``), trained first
+    if there is none.  Returns the run's results (also in ``results.json``).
     """
     if model_name not in MODELS:
         raise ValueError(f"unknown model {model_name!r}; expected one of {sorted(MODELS)}")
@@ -98,7 +99,8 @@ def train_model(
     backbone = None
     if entry.needs_backbone:
         if backbone_run is None:
-            backbone_run = train_model("sasrec", data, split, options, config, out, resume=resume)["run_dir"]
+            stage_one = train_model("sasrec", data, split, options, backbone_config or config, out, resume=resume)
+            backbone_run = stage_one["run_dir"]
         backbone_run = str(backbone_run)
         backbone = load_trained(Path(backbone_run), data, split, config.device)
     model_options = options_for(entry.cls, options)
