@@ -74,7 +74,7 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--weight-decay", type=float, default=0.0)
     group.add_argument(
         "--patience", type=int, default=None,
-        help="epochs without validation NDCG@10 gain before stopping; default 10 (5 on the synthetic data)",
+        help="epochs without validation NDCG@10 gain before stopping; default 10 (3 on the synthetic data)",
     )  # fmt: skip
     group.add_argument("--seed", type=int, default=42)
     group.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
@@ -98,7 +98,7 @@ def model_options(args: argparse.Namespace) -> Dict:
 # Training defaults for real data, and for the small embedded synthetic dataset, where a
 # larger step and less patience bring both models to convergence within a few CPU minutes.
 TRAINING_DEFAULTS = {"lr": 1e-3, "stage2_lr": None, "batch_size": 256, "patience": 10}
-SYNTHETIC_TRAINING_DEFAULTS = {"lr": 3e-3, "stage2_lr": 1e-3, "batch_size": 128, "patience": 5}
+SYNTHETIC_TRAINING_DEFAULTS = {"lr": 3e-3, "stage2_lr": 1e-3, "batch_size": 128, "patience": 3}
 
 
 def uses_synthetic_data(args: argparse.Namespace) -> bool:
