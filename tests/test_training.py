@@ -11,7 +11,7 @@ from igrsr import IGRSR, SASRec
 from igrsr.cli import main
 from igrsr.data import leave_one_out, make_synthetic
 from igrsr.eval import evaluate
-from igrsr.train import TrainConfig, Trainer
+from igrsr.train import TrainConfig, Trainer, train_model
 from igrsr.train.checkpoint import save_json
 
 SMALL = dict(max_len=20, d_model=32, num_layers=1, num_heads=2, dropout=0.1)
@@ -127,3 +127,18 @@ def test_backbone_run_option_picks_the_stage_one_and_checks_its_data(tmp_path):
     other = write_sequences(tmp_path / "other.txt", seed=1)
     with pytest.raises(ValueError, match="other data"):
         main(["train", "--data", str(other), "--model", "igrsr", *common, "--backbone-run", str(stage_one)])
+
+
+def test_same_seed_same_run_different_seed_different_run(tmp_path):
+    data = make_synthetic(num_users=120, num_items=60, seq_len=(6, 10), seed=2)
+    split = leave_one_out(data)
+    options = dict(max_len=10, d_model=16, num_layers=1, num_heads=2, dropout=0.1)
+
+    def run(seed, caller_state):
+        torch.manual_seed(caller_state)  # whatever the caller's RNG state, the seed decides
+        cfg = config(epochs=2, seed=seed)
+        return train_model("sasrec", data, split, options, cfg, tmp_path / str(caller_state), fresh=True)["history"]
+
+    first, again, other = run(7, caller_state=1), run(7, caller_state=2), run(8, caller_state=3)
+    assert [row["train_loss"] for row in first] == [row["train_loss"] for row in again]
+    assert [row["train_loss"] for row in first] != [row["train_loss"] for row in other]

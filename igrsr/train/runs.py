@@ -21,7 +21,7 @@ from ..data import InteractionData, Split, load_dataset, make_synthetic
 from ..models import SequentialRecommender
 from ..models.registry import MODELS, build_model, options_for
 from .checkpoint import load_json, load_torch, save_json
-from .trainer import TrainConfig, Trainer
+from .trainer import TrainConfig, Trainer, set_seed
 
 SYNTHETIC = "synthetic"
 # Training settings that change how fast a run goes, not what it computes.
@@ -112,6 +112,7 @@ def train_model(
     if results_path.exists() and not fresh:
         print(f"{model_name}: reusing the finished run in {run_dir}")
         return load_json(results_path)
+    set_seed(config.seed)  # the weights' initialization is part of what the seed fixes
     model = build_model(model_name, split.num_items, len(split.train), options, backbone=backbone)
     started = time.perf_counter()
     summary = Trainer(model, split, config, run_dir, title=model_name).fit(resume=resume)
