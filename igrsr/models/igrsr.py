@@ -17,7 +17,6 @@ self-attention) and ``cl_weight=0`` (w/o ICR).
 """
 
 import copy
-import math
 from typing import Dict, Optional, Tuple
 
 import torch
