@@ -9,7 +9,7 @@ import argparse
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
@@ -71,6 +71,10 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
         help="learning rate of stage-2 models (IGR-SR) over their trained SASRec; default --lr "
         "(1e-3 on the synthetic data)",
     )  # fmt: skip
+    group.add_argument(
+        "--stage2-epochs", type=int, default=None,
+        help="epoch limit of stage-2 models (IGR-SR) over their trained SASRec; default --epochs",
+    )  # fmt: skip
     group.add_argument("--weight-decay", type=float, default=0.0)
     group.add_argument(
         "--patience", type=int, default=None,
@@ -130,11 +134,17 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
     )
 
 
-def parse_models(text: str) -> List[str]:
+def stage2_changes(args: argparse.Namespace) -> Dict[str, Any]:
+    """The training settings of stage-2 models (IGR-SR) that differ from their SASRec's."""
+    changes = {"lr": training_option(args, "stage2_lr"), "epochs": args.stage2_epochs}
+    return {name: value for name, value in changes.items() if value is not None}
+
+
+def parse_models(text: str, option: str = "--model") -> List[str]:
     names = [name.strip() for name in text.split(",") if name.strip()]
     unknown = [name for name in names if name not in MODELS]
     if not names or unknown:
-        raise SystemExit(f"--model: unknown model(s) {unknown}; choose from {', '.join(sorted(MODELS))}")
+        raise SystemExit(f"{option}: unknown model(s) {unknown}; choose from {', '.join(sorted(MODELS))}")
     return names
 
 
@@ -156,7 +166,7 @@ def command_train(args: argparse.Namespace) -> int:
     print(f"data: {data.name}: {data.num_users} users, {data.num_items} items, {data.num_interactions} interactions")
     split = leave_one_out(data)
     config = train_config(args)
-    stage2_config = replace(config, lr=training_option(args, "stage2_lr") or config.lr)
+    stage2_config = replace(config, **stage2_changes(args))
     results = [
         train_model(
             name, data, split, model_options(args), stage2_config if MODELS[name].needs_backbone else config,
@@ -180,21 +190,48 @@ def study_data(args: argparse.Namespace) -> InteractionData:
     return first_users(data, args.users) if args.users else data
 
 
+def parse_numbers(text: str, kind: type, option: str) -> Tuple:
+    """``"1,2,3"`` as a tuple of ``kind``; an empty string is the empty tuple (skip that part)."""
+    try:
+        return tuple(kind(item) for item in text.split(",") if item.strip())
+    except ValueError:
+        raise SystemExit(f"{option}: expected comma-separated {kind.__name__} values, got {text!r}") from None
+
+
+def study_plan(args: argparse.Namespace) -> StudyPlan:
+    """The default (or ``--quick``) plan with the parts the command line chose instead."""
+    models = tuple(parse_models(args.models, "--models"))
+    plan = StudyPlan.quick(models) if args.quick else StudyPlan(models=models, noise_models=models)
+    changes: Dict[str, Any] = {"ablations": plan.ablations and not args.no_ablations}
+    if args.noise is not None:
+        fractions = parse_numbers(args.noise, float, "--noise")
+        if any(not 0 <= fraction < 1 for fraction in fractions):
+            raise SystemExit(f"--noise: fractions must be in [0, 1), got {args.noise!r}")
+        # The clean run is what every drop is measured from.
+        changes["noise_fractions"] = tuple(sorted({0.0, *fractions}))
+    if args.noise_models is not None:
+        changes["noise_models"] = tuple(parse_models(args.noise_models, "--noise-models")) if args.noise_models else ()
+    if args.intents is not None:
+        changes["intent_counts"] = parse_numbers(args.intents, int, "--intents")
+    if args.prefixes is not None:
+        changes["prefix_counts"] = parse_numbers(args.prefixes, int, "--prefixes")
+    return replace(plan, **changes)
+
+
 def command_study(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
+    plan = study_plan(args)  # before the data: a bad option fails at once
     data = study_data(args)
     print(f"data: {data.name}: {data.num_users} users, {data.num_items} items, {data.num_interactions} interactions")
     if args.epochs is None:
         args.epochs = QUICK_EPOCHS if args.quick else TrainConfig.epochs
     num_seeds = args.seeds or (QUICK_SEEDS if args.quick else FULL_SEEDS)
-    models = tuple(parse_models(args.models))
-    plan = StudyPlan.quick(models) if args.quick else StudyPlan(models=models, noise_models=models)
     out = Path(args.out)
     seeds = list(range(args.seed, args.seed + num_seeds))
     study = Study(
         data, model_options(args), train_config(args), seeds, out, plan, args.noise_seed,
-        stage2_lr=training_option(args, "stage2_lr"),
+        stage2_changes=stage2_changes(args),
     )  # fmt: skip
     raw = run_study(study)
     print("\n".join(["", *main_table(raw), ""]))
@@ -232,6 +269,12 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--models", default=",".join(ALL_MODELS), help="comma-separated models of the main table")
     study.add_argument("--users", type=int, default=None, help="keep only the first N users of the data")
     study.add_argument("--noise-seed", type=int, default=0, help="seed of the noisy-input datasets")
+    parts = study.add_argument_group("parts of the plan (default: all of it; an empty list skips a part)")
+    parts.add_argument("--noise", default=None, help="noise fractions (default 0,0.1,0.2,0.3; quick 0,0.2)")
+    parts.add_argument("--noise-models", default=None, help="models of the noise experiment (default --models)")
+    parts.add_argument("--no-ablations", action="store_true", help="skip the IGR-SR ablations")
+    parts.add_argument("--intents", default=None, help="values of the m sweep (default 1,2,3,4,5,6; quick 1,4)")
+    parts.add_argument("--prefixes", default=None, help="values of the k sweep (default 0,2,4,8,16; quick 0,4)")
     add_model_options(study)
     add_training_options(study)
     # Unset, the epoch limit depends on --quick.

@@ -56,6 +56,7 @@ class StudyPlan:
     noise_models: Tuple[str, ...] = ALL_MODELS
     intent_counts: Tuple[int, ...] = (1, 2, 3, 4, 5, 6)
     prefix_counts: Tuple[int, ...] = (0, 2, 4, 8, 16)
+    ablations: bool = True
 
     @classmethod
     def quick(cls, models: Tuple[str, ...] = ALL_MODELS) -> "StudyPlan":
@@ -103,7 +104,8 @@ class Study:
     out: Path
     plan: StudyPlan = StudyPlan()
     noise_seed: int = 0
-    stage2_lr: Optional[float] = None  # learning rate of IGR-SR over its SASRec; None = config.lr
+    # Training settings of IGR-SR over its SASRec that differ from ``config`` (lr, epochs).
+    stage2_changes: Dict[str, Any] = field(default_factory=dict)
     records: List[Dict[str, Any]] = field(default_factory=list, init=False)
     _variants: Dict[float, Tuple[InteractionData, Split]] = field(default_factory=dict, init=False, repr=False)
 
@@ -121,7 +123,7 @@ class Study:
         for seed in self.seeds:
             # Popularity is counted in one pass; more epochs would only repeat the count.
             config = replace(self.config, seed=seed, epochs=1 if model == "pop" else self.config.epochs)
-            model_config = replace(config, lr=self.stage2_lr or config.lr) if MODELS[model].needs_backbone else config
+            model_config = replace(config, **self.stage2_changes) if MODELS[model].needs_backbone else config
             print(f"[study] {experiment}: {label} (noise {noise:g}, seed {seed})", flush=True)
             result = train_model(
                 model, data, split, {**self.options, **overrides}, model_config, self.out / "runs",
@@ -158,7 +160,7 @@ def run_study(study: Study) -> Dict[str, Any]:
         for model in plan.noise_models:
             study.run("noise", model, model, noise=fraction)
     if "igrsr" in plan.models:
-        for label, overrides in ABLATIONS.items():
+        for label, overrides in ABLATIONS.items() if plan.ablations else ():
             study.run("ablation", label, "igrsr", overrides)
         for option, values in plan.sweeps().items():
             for value in values:

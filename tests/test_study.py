@@ -1,6 +1,7 @@
 """``igrsr study``: noisy inputs with intact targets, the tables, end to end and resumed."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -86,3 +87,35 @@ def test_quick_study_runs_end_to_end_and_a_second_call_reuses_every_run(data, tm
     assert " epoch 1:" not in second_output and "reusing the finished run" in second_output
     assert {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/*/results.json")} == modified
     assert json.loads((out / "study.json").read_text())["summary"] == raw["summary"]
+
+
+def test_study_runs_only_the_parts_asked_for_with_stage2_settings_of_its_own(data, tmp_path):
+    path = tmp_path / "tiny.txt"
+    path.write_text("".join(f"{u + 1} " + " ".join(map(str, s)) + "\n" for u, s in enumerate(data.sequences)))
+    out = tmp_path / "study"
+    args = ["study", "--data", str(path), "--users", "60", "--out", str(out), "--seeds", "1", "--epochs", "2",
+            "--stage2-epochs", "1", "--stage2-lr", "5e-4", "--models", "sasrec,igrsr", "--noise", "0.3",
+            "--noise-models", "sasrec", "--no-ablations", "--intents", "", "--prefixes", "2", "--no-progress",
+            "--d-model", "16", "--num-layers", "1", "--max-len", "10", "--batch-size", "64"]  # fmt: skip
+    assert main(args) == 0
+    raw = json.loads((out / "study.json").read_text())
+    assert raw["plan"]["noise_fractions"] == [0.0, 0.3] and raw["plan"]["noise_models"] == ["sasrec"]
+    assert {(r["experiment"], r["label"], r["noise"]) for r in raw["records"]} == {
+        ("main", "sasrec", 0.0), ("main", "igrsr", 0.0), ("noise", "sasrec", 0.0), ("noise", "sasrec", 0.3),
+        ("sweep-num_prefix", "2", 0.0),
+    }  # fmt: skip
+    for record in raw["records"]:
+        train = json.loads((Path(record["run_dir"]) / "results.json").read_text())["train"]
+        stage2 = record["model"] == "igrsr"
+        assert (train["epochs"], train["lr"]) == ((1, 5e-4) if stage2 else (2, 1e-3))
+    assert "## Ablations of IGR-SR" not in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [("--noise", "0.2,x", "--noise: expected"), ("--noise", "1.5", "--noise: fractions"),
+     ("--noise-models", "sasrec,nope", "--noise-models: unknown"), ("--intents", "2.5", "--intents: expected")],
+)  # fmt: skip
+def test_study_rejects_bad_plan_options_naming_the_option(option, value, message):
+    with pytest.raises(SystemExit, match=message):
+        main(["study", option, value])
