@@ -1,6 +1,6 @@
-"""Print a pytest-benchmark JSON file as a markdown table with ratios inside each group.
+"""Print pytest-benchmark JSON files as markdown tables with ratios inside each group.
 
-    python benchmarks/summarize.py benchmarks/results/<date>/benchmarks.json
+    python benchmarks/summarize.py benchmarks/results/<date>/bench_*.json
 
 Within a group (same op, mode and size) every entry's median is compared with the
 reference's and with the fastest public peer's (SDPA flash, FlexAttention, eager), when
@@ -26,7 +26,10 @@ def format_value(value) -> str:
 
 def summarize(path: str) -> str:
     with open(path, encoding="utf-8") as handle:
-        report = json.load(handle)
+        text = handle.read()
+    if not text.strip():  # pytest-benchmark writes the file only when the suite finishes
+        return f"{path}: no results (the suite did not finish)"
+    report = json.loads(text)
     info = report.get("machine_info", {}).get("igrsr", {})
     groups = defaultdict(dict)
     for bench in report["benchmarks"]:
@@ -54,4 +57,6 @@ def summarize(path: str) -> str:
 
 
 if __name__ == "__main__":
-    print(summarize(sys.argv[1]))
+    if len(sys.argv) < 2:
+        sys.exit("usage: python benchmarks/summarize.py BENCHMARK_JSON...")
+    print("\n\n".join(summarize(path) for path in sys.argv[1:]))
