@@ -36,7 +36,7 @@ ABLATIONS = {
     "w/o ICR": {"cl_weight": 0.0},
 }
 # What the study keeps of each run's results.json (the rest stays in the run directory).
-RECORDED_RESULTS = ("run_dir", "test", "valid", "best_epoch", "epochs_run", "train_seconds")
+RECORDED_RESULTS = ("run_dir", "test", "valid", "best_epoch", "epochs_run", "stopped", "train_seconds")
 # The swept IGR-SR options and how the report names them.
 SWEPT_OPTIONS = {"num_intents": "m (intent tokens)", "num_prefix": "k (prefix tokens)"}
 QUICK_NOTE = [
@@ -187,6 +187,9 @@ def summarize(records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
                 "test_mean": {k: float(np.mean([m["test"][k] for m in members])) for k in TABLE_METRICS},
                 "test_std": {k: _std([m["test"][k] for m in members]) for k in TABLE_METRICS},
                 "valid_mean": {k: float(np.mean([m["valid"][k] for m in members])) for k in TABLE_METRICS},
+                # "best/run epochs, why it stopped" per seed: a run cut by the epoch limit shows.
+                "epochs": [f"{m['best_epoch']}/{m['epochs_run']} {m.get('stopped', '')}".strip() for m in members],
+                "train_minutes": float(np.mean([m["train_seconds"] for m in members]) / 60),
             }
         )
     return rows
@@ -215,7 +218,86 @@ def _table(header: Sequence[str], lines: List[Sequence[str]]) -> List[str]:
 
 def main_table(raw: Dict) -> List[str]:
     rows = _rows(raw, "main")
-    return _table(["model", *TABLE_METRICS], [[row["label"], *(_cell(row, k) for k in TABLE_METRICS)] for row in rows])
+    header = ["model", *TABLE_METRICS, "epochs (best/run, stop)", "train min"]
+    lines = [
+        [row["label"], *(_cell(row, k) for k in TABLE_METRICS), ", ".join(row.get("epochs", [])),
+         f"{row['train_minutes']:.1f}" if "train_minutes" in row else ""]
+        for row in rows
+    ]  # fmt: skip
+    return _table(header, lines)
+
+
+# What the paper reports, for the report's comparison (see docs/paper-summary.md).
+PAPER_GAIN_OVER_BEST_BASELINE = 7.13  # percent, averaged over metrics
+PAPER_NOISE_DROP = {"IGR-SR": 10.4, "others": (16.2, 18.6)}  # percent of NDCG at 20% noise
+PAPER_BEST_INTENTS = (3, 4)
+PAPER_ABLATION_MIN_LOSS = 2.0  # percent of HR@10 lost without each component
+
+
+def gain_over_best_baseline(raw: Dict) -> Optional[Dict[str, Tuple[str, float]]]:
+    """``{metric: (best baseline, IGR-SR's relative gain over it in %)}`` of the main table."""
+    rows = {row["label"]: row["test_mean"] for row in _rows(raw, "main")}
+    baselines = {label: metrics for label, metrics in rows.items() if label not in ("igrsr", "pop")}
+    if "igrsr" not in rows or not baselines:
+        return None
+    gains = {}
+    for metric in TABLE_METRICS:
+        best = max(baselines, key=lambda label: baselines[label][metric])
+        reference = baselines[best][metric]
+        gains[metric] = (best, 100 * (rows["igrsr"][metric] - reference) / reference if reference else float("nan"))
+    return gains
+
+
+def noise_drops(raw: Dict, fraction: float = 0.2) -> Dict[str, float]:
+    """``{model: relative drop of test NDCG@10 in %}`` from clean to ``fraction`` noise."""
+    drops = {}
+    for model, points in noise_curves(raw).items():
+        values = dict(points)
+        if fraction in values and values.get(0.0):
+            drops[model] = 100 * (values[0.0] - values[fraction]) / values[0.0]
+    return drops
+
+
+def claims_section(raw: Dict) -> List[str]:
+    """Each of the paper's headline claims next to what this study measured (where it ran)."""
+    lines = ["## Against the paper's claims", ""]
+    gains = gain_over_best_baseline(raw)
+    if gains:
+        average = float(np.mean([gain for _, gain in gains.values()]))
+        per_metric = ", ".join(f"{metric} {gain:+.1f}% (vs {best})" for metric, (best, gain) in gains.items())
+        lines.append(
+            f"- **Gain over the best baseline** (paper: +{PAPER_GAIN_OVER_BEST_BASELINE}% on average): "
+            f"here {average:+.1f}% on average over the six metrics; {per_metric}."
+        )
+    drops = noise_drops(raw)
+    if "igrsr" in drops and len(drops) > 1:
+        others = {model: drop for model, drop in drops.items() if model != "igrsr"}
+        low, high = PAPER_NOISE_DROP["others"]
+        listed = ", ".join(f"{model} {drop:.1f}%" for model, drop in others.items())
+        lines.append(
+            f"- **Drop of {HEADLINE} at 20% noise** (paper: IGR-SR {PAPER_NOISE_DROP['IGR-SR']}%, others "
+            f"{low}–{high}%; a negative drop is a gain): here IGR-SR {drops['igrsr']:.1f}%; {listed}."
+        )
+    sweeps = sweep_points(raw).get(SWEPT_OPTIONS["num_intents"])
+    if sweeps and len(sweeps) > 1:
+        best_m = max(sweeps, key=lambda point: point[1])[0]
+        lines.append(
+            f"- **Intent tokens m** (paper: gains grow up to m = {PAPER_BEST_INTENTS[0]}–{PAPER_BEST_INTENTS[1]}, "
+            f"then plateau): here the best test {HEADLINE} is at m = {best_m} of {[p[0] for p in sweeps]}."
+        )
+    ablations = {row["label"]: row["test_mean"]["HR@10"] for row in _rows(raw, "ablation")}
+    if "IGR-SR" in ablations and len(ablations) > 1:
+        full = ablations.pop("IGR-SR")
+        listed = ", ".join(f"{label} {100 * (full - value) / full:+.1f}%" for label, value in ablations.items())
+        lines.append(
+            f"- **Each component matters** (paper: removing any one costs ≥{PAPER_ABLATION_MIN_LOSS:g}% "
+            f"HR@10): HR@10 lost here (positive: the full model is better) — {listed}."
+        )
+    if len(lines) == 2:
+        return []
+    if len(raw["seeds"]) < 3:
+        lines += ["", f"With {len(raw['seeds'])} seed(s), differences of a few percent may be run-to-run variation."]
+    return [*lines, ""]
 
 
 def noise_curves(raw: Dict) -> Dict[str, List[Tuple[float, float]]]:
@@ -283,6 +365,7 @@ def write_report(raw: Dict, out: Path) -> None:
         f"{train['patience']}), batch {train['batch_size']}, lr {train['lr']}. Raw numbers: `study.json`.",
         "",
         *(QUICK_NOTE if raw["plan"]["name"] == "quick" else []),
+        *claims_section(raw),
         "## Main results",
         "",
         *main_table(raw),

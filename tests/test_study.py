@@ -46,11 +46,13 @@ def test_summary_is_mean_and_sample_std_over_seeds():
     metrics = ("HR@5", "NDCG@5", "HR@10", "NDCG@10", "HR@20", "NDCG@20")
     records = [
         {"experiment": "main", "label": "sasrec", "model": "sasrec", "noise": 0.0, "seed": seed,
-         "test": dict.fromkeys(metrics, value), "valid": dict.fromkeys(metrics, 0.5)}
+         "test": dict.fromkeys(metrics, value), "valid": dict.fromkeys(metrics, 0.5),
+         "best_epoch": seed + 2, "epochs_run": 5, "stopped": "early", "train_seconds": 60.0 * seed}
         for seed, value in ((1, 0.1), (2, 0.3))
     ]  # fmt: skip
     (row,) = summarize(records)
     assert row["seeds"] == [1, 2]
+    assert row["epochs"] == ["3/5 early", "4/5 early"] and row["train_minutes"] == pytest.approx(1.5)
     assert row["test_mean"]["NDCG@10"] == pytest.approx(0.2)
     assert row["test_std"]["NDCG@10"] == pytest.approx(np.std([0.1, 0.3], ddof=1))
 
@@ -73,7 +75,9 @@ def test_quick_study_runs_end_to_end_and_a_second_call_reuses_every_run(data, tm
     }  # fmt: skip
     assert {record["noise"] for record in raw["records"]} == {0.0, 0.2}
     report = (out / "report.md").read_text()
-    for section in ("## Main results", "## Noise robustness", "## Ablations of IGR-SR", "## Sensitivity to m and k"):
+    sections = ("## Against the paper's claims", "## Main results", "## Noise robustness", "## Ablations of IGR-SR",
+                "## Sensitivity to m and k")
+    for section in sections:
         assert section in report
     assert (out / "noise.png").stat().st_size > 0 and (out / "sweeps.png").stat().st_size > 0
     assert "tiny-noise20" in {p.name for p in (out / "runs").iterdir()}  # noisy data: its own runs
@@ -119,3 +123,25 @@ def test_study_runs_only_the_parts_asked_for_with_stage2_settings_of_its_own(dat
 def test_study_rejects_bad_plan_options_naming_the_option(option, value, message):
     with pytest.raises(SystemExit, match=message):
         main(["study", option, value])
+
+
+def test_report_sets_the_measured_numbers_against_the_papers_claims():
+    from igrsr.study import claims_section
+
+    def row(experiment, label, ndcg, noise=0.0, hr=None):
+        metrics = dict.fromkeys(("HR@5", "NDCG@5", "HR@10", "NDCG@10", "HR@20", "NDCG@20"), ndcg)
+        if hr is not None:
+            metrics["HR@10"] = hr
+        std = dict.fromkeys(metrics, 0.0)
+        return {"experiment": experiment, "label": label, "noise": noise, "test_mean": metrics, "test_std": std}
+
+    summary = [row("main", "pop", 0.5), row("main", "sasrec", 0.10), row("main", "ssept", 0.12),
+               row("main", "igrsr", 0.132), row("noise", "sasrec", 0.10), row("noise", "sasrec", 0.08, 0.2),
+               row("noise", "igrsr", 0.132), row("noise", "igrsr", 0.1188, 0.2),
+               row("ablation", "IGR-SR", 0.13, hr=0.2), row("ablation", "w/o ICR", 0.12, hr=0.19),
+               row("sweep-num_intents", "1", 0.10), row("sweep-num_intents", "3", 0.12)]  # fmt: skip
+    text = "\n".join(claims_section({"summary": summary, "seeds": [1]}))
+    assert "here +10.0% on average" in text and "vs ssept" in text  # pop is not a baseline to beat
+    assert "here IGR-SR 10.0%; sasrec 20.0%" in text
+    assert "at m = 3 of [1, 3]" in text and "w/o ICR +5.0%" in text and "1 seed(s)" in text
+    assert claims_section({"summary": [row("main", "sasrec", 0.1)], "seeds": [1, 2, 3]}) == []
