@@ -62,6 +62,12 @@ class ReaRec(SequentialRecommender):
         self.reasoning_positions = nn.Embedding(reasoning_steps, d_model)
         self.reasoning_norm = nn.LayerNorm(d_model)
         self.reasoning_dropout = Dropout(dropout)
+        # The official initialization.  It matters here: logits are divided by τ = 0.07, and
+        # item vectors of SASRec's initial scale would start the softmax saturated (initial
+        # cross-entropy ~14 instead of ln N), which slows training severalfold.
+        self.apply(normal_init)
+        with torch.no_grad():
+            self.item_embeddings[0].zero_()
 
     @property
     def item_embeddings(self) -> torch.Tensor:
@@ -105,6 +111,14 @@ class ReaRec(SequentialRecommender):
 
     def score(self, history: torch.Tensor, users: Optional[torch.Tensor] = None) -> torch.Tensor:
         return self.mask_padding_column(self.user_vector(history) @ self.item_embeddings.T)
+
+
+def normal_init(module: nn.Module, std: float = 0.02) -> None:
+    """Weights of linear and embedding layers from N(0, std), biases zero (ReaRec's code)."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, std=std)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
 
 
 class ReaRecERL(ReaRec):
