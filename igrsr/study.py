@@ -144,6 +144,7 @@ class Study:
             "noise_seed": self.noise_seed,
             "options": self.options,
             "train": asdict(self.config),
+            "stage2_changes": self.stage2_changes,
             "records": self.records,
             "summary": summarize(self.records),
         }
@@ -352,6 +353,13 @@ def sweep_table(raw: Dict, option: str) -> List[str]:
     return _table([option, "test HR@10", f"test {HEADLINE}", f"valid {HEADLINE}"], lines)
 
 
+def _stage2_note(raw: Dict) -> str:
+    changes = raw.get("stage2_changes") or {}
+    named = {"lr": "lr", "epochs": "epoch limit"}
+    listed = ", ".join(f"{named.get(key, key)} {value}" for key, value in changes.items())
+    return f"; IGR-SR over its SASRec: {listed}" if listed else ""
+
+
 def write_report(raw: Dict, out: Path) -> None:
     """``report.md`` with every table, and the figures it links."""
     data, train = raw["data"], raw["train"]
@@ -362,7 +370,8 @@ def write_report(raw: Dict, out: Path) -> None:
         f"(fingerprint {data['fingerprint']}). Leave-one-out, full ranking with the user's history "
         f"removed from the candidates. Seeds {raw['seeds']}: cells are test mean ± std over seeds. "
         f"Epoch limit {train['epochs']}, early stopping on validation {HEADLINE} (patience "
-        f"{train['patience']}), batch {train['batch_size']}, lr {train['lr']}. Raw numbers: `study.json`.",
+        f"{train['patience']}), batch {train['batch_size']}, lr {train['lr']}{_stage2_note(raw)}. "
+        "Raw numbers: `study.json`.",
         "",
         *(QUICK_NOTE if raw["plan"]["name"] == "quick" else []),
         *claims_section(raw),
