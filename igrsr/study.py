@@ -19,11 +19,12 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .data import InteractionData, Split, inject_noise, leave_one_out
+from .eval import per_user_metric
 from .models.registry import MODELS
 from .train import TrainConfig, train_model
 from .train.checkpoint import save_json
 from .train.plots import plot_noise_robustness, plot_sweeps
-from .train.runs import data_summary
+from .train.runs import data_summary, per_user_test_ranks
 
 ALL_MODELS = ("pop", "sasrec", "bert4rec", "ssept", "lightrec", "rearec-erl", "rearec-prl", "igrsr")
 TABLE_METRICS = ("HR@5", "NDCG@5", "HR@10", "NDCG@10", "HR@20", "NDCG@20")
@@ -107,6 +108,7 @@ class Study:
     # Training settings of IGR-SR over its SASRec that differ from ``config`` (lr, epochs).
     stage2_changes: Dict[str, Any] = field(default_factory=dict)
     records: List[Dict[str, Any]] = field(default_factory=list, init=False)
+    paired: List[Dict[str, Any]] = field(default_factory=list, init=False)
     _variants: Dict[float, Tuple[InteractionData, Split]] = field(default_factory=dict, init=False, repr=False)
 
     def variant(self, noise: float) -> Tuple[InteractionData, Split]:
@@ -135,6 +137,33 @@ class Study:
             )
             self.save(complete=False)
 
+    def paired_comparisons(self, model: str = "igrsr", metric: str = HEADLINE) -> List[Dict[str, Any]]:
+        """``model`` against every other main-table model, user by user on the test set.
+
+        The first seed's runs; each run's per-user test ranks are computed once and cached
+        in its directory.  Seeds measure training variance, this the evaluation's: together
+        they say whether a difference of a few percent means anything.
+        """
+        seed = self.seeds[0]
+        runs = {
+            record["label"]: Path(record["run_dir"])
+            for record in self.records
+            if record["experiment"] == "main" and record["seed"] == seed
+        }
+        if model not in runs:
+            return []
+        data, split = self.variant(0.0)
+        name, k = metric.split("@")
+        values = {
+            label: per_user_metric(per_user_test_ranks(run_dir, data, split, self.config.device), name, int(k)).numpy()
+            for label, run_dir in runs.items()
+        }
+        return [
+            {"model": model, "versus": label, "metric": metric, "seed": seed, **paired_bootstrap(values[model], values[label])}
+            for label in runs
+            if label != model
+        ]
+
     def save(self, complete: bool) -> Dict[str, Any]:
         raw = {
             "complete": complete,
@@ -146,6 +175,7 @@ class Study:
             "train": asdict(self.config),
             "stage2_changes": self.stage2_changes,
             "records": self.records,
+            "paired": self.paired,
             "summary": summarize(self.records),
         }
         save_json(raw, self.out / "study.json")
@@ -166,9 +196,32 @@ def run_study(study: Study) -> Dict[str, Any]:
         for option, values in plan.sweeps().items():
             for value in values:
                 study.run(f"sweep-{option}", str(value), "igrsr", {option: value})
+    study.paired = study.paired_comparisons()
     raw = study.save(complete=True)
     write_report(raw, study.out)
     return raw
+
+
+def paired_bootstrap(ours: np.ndarray, theirs: np.ndarray, resamples: int = 2000, seed: int = 0) -> Dict[str, Any]:
+    """Relative difference of the means of two per-user metrics, with a 95% bootstrap interval.
+
+    Users are resampled with replacement, the same users for both sides (a paired test):
+    the interval is what the choice of test users alone could change.  Percent; NaN where
+    ``theirs`` has a zero mean.
+    """
+    if ours.shape != theirs.shape or ours.ndim != 1 or len(ours) == 0:
+        raise ValueError(f"expected two equal non-empty 1-d arrays, got shapes {ours.shape} and {theirs.shape}")
+    rng = np.random.default_rng(seed)
+
+    def gain(users) -> float:
+        reference = theirs[users].sum()
+        return 100 * (ours[users].sum() / reference - 1) if reference > 0 else float("nan")
+
+    everyone = np.arange(len(ours))
+    draws = [gain(rng.integers(0, len(ours), len(ours))) for _ in range(resamples)]
+    low, high = np.percentile(draws, [2.5, 97.5])
+    return {"gain_percent": gain(everyone), "ci95_percent": [float(low), float(high)], "users": len(ours),
+            "resamples": resamples}  # fmt: skip
 
 
 def summarize(records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
@@ -270,6 +323,10 @@ def claims_section(raw: Dict) -> List[str]:
             f"- **Gain over the best baseline** (paper: +{PAPER_GAIN_OVER_BEST_BASELINE}% on average): "
             f"here {average:+.1f}% on average over the six metrics; {per_metric}."
         )
+        paired = {row["versus"]: row for row in raw.get("paired", []) if row["metric"] == HEADLINE}
+        best = gains[HEADLINE][0]
+        if best in paired:
+            lines.append(f"  Paired over the test users, {HEADLINE} against {best}: {_paired_cell(paired[best])}.")
     drops = noise_drops(raw)
     if "igrsr" in drops and len(drops) > 1:
         others = {model: drop for model, drop in drops.items() if model != "igrsr"}
@@ -360,6 +417,28 @@ def _stage2_note(raw: Dict) -> str:
     return f"; IGR-SR over its SASRec: {listed}" if listed else ""
 
 
+def _paired_cell(row: Dict) -> str:
+    low, high = row["ci95_percent"]
+    return f"{row['gain_percent']:+.1f}% (95% interval {low:+.1f}% to {high:+.1f}%)"
+
+
+def paired_table(raw: Dict) -> List[str]:
+    rows = raw.get("paired", [])
+    if not rows:
+        return []
+    first = rows[0]
+    return [
+        f"## {first['model']} against each model, user by user",
+        "",
+        f"Relative difference in test {first['metric']} (seed {first['seed']}), with a 95% paired-bootstrap "
+        f"interval over the {first['users']} test users ({first['resamples']} resamples): the spread that the "
+        "choice of test users alone gives. Training variance comes on top (seeds).",
+        "",
+        *_table(["versus", f"{first['metric']} difference"], [[row["versus"], _paired_cell(row)] for row in rows]),
+        "",
+    ]
+
+
 def write_report(raw: Dict, out: Path) -> None:
     """``report.md`` with every table, and the figures it links."""
     data, train = raw["data"], raw["train"]
@@ -378,6 +457,8 @@ def write_report(raw: Dict, out: Path) -> None:
         "## Main results",
         "",
         *main_table(raw),
+        "",
+        *paired_table(raw),
     ]
     curves = noise_curves(raw)
     if curves:

@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import requires_cuda
 
-from igrsr.eval import evaluate, metrics_from_ranks, ranks_from_scores
+from igrsr.eval import evaluate, metrics_from_ranks, ranks_from_scores, target_ranks
 
 # --- metrics ---------------------------------------------------------------------------------
 
@@ -113,6 +113,19 @@ def test_evaluate_over_several_batches_equals_one_batch():
     several = evaluate(scorer, histories, targets, NUM_ITEMS, MAX_LEN, batch_size=5, progress=True)
     assert several == one_batch
     assert one_batch["num_users"] == len(targets)
+
+
+def test_target_ranks_are_per_user_in_the_order_given_whatever_the_batching():
+    histories, targets = random_users()
+    table = torch.rand(len(targets), NUM_ITEMS + 1, generator=torch.Generator().manual_seed(2))
+    ranks = target_ranks(table_scorer(table), histories, targets, NUM_ITEMS, MAX_LEN, batch_size=3)
+    for user in (0, len(targets) // 2, len(targets) - 1):  # users are scored sorted by length
+        exclude = torch.zeros(1, NUM_ITEMS + 1, dtype=torch.bool)
+        exclude[0, torch.from_numpy(histories[user])] = True
+        expected = ranks_from_scores(table[user : user + 1], torch.tensor([targets[user]]), exclude)
+        assert ranks[user] == expected[0]
+    one_batch = target_ranks(table_scorer(table), histories, targets, NUM_ITEMS, MAX_LEN, batch_size=1000)
+    assert torch.equal(ranks, one_batch)
 
 
 def test_perfect_scorer_hits_every_target():

@@ -8,7 +8,7 @@ import pytest
 
 from igrsr.cli import main
 from igrsr.data import leave_one_out, make_synthetic
-from igrsr.study import summarize, with_noisy_inputs
+from igrsr.study import paired_bootstrap, summarize, with_noisy_inputs
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +80,15 @@ def test_quick_study_runs_end_to_end_and_a_second_call_reuses_every_run(data, tm
     for section in sections:
         assert section in report
     assert (out / "noise.png").stat().st_size > 0 and (out / "sweeps.png").stat().st_size > 0
+    assert {row["versus"] for row in raw["paired"]} == {"pop", "sasrec", "bert4rec", "ssept", "lightrec",
+                                                        "rearec-erl", "rearec-prl"}  # fmt: skip
+    assert all(row["users"] == 100 and row["metric"] == "NDCG@10" for row in raw["paired"])
+    assert "igrsr against each model, user by user" in report
+    # The ranks are recomputed from each run's best.pt: they must give the recorded test metric.
+    recorded = {row["label"]: row["test_mean"]["NDCG@10"] for row in raw["summary"] if row["experiment"] == "main"}
+    for row in raw["paired"]:
+        expected = 100 * (recorded["igrsr"] / recorded[row["versus"]] - 1)
+        assert row["gain_percent"] == pytest.approx(expected, rel=1e-6, abs=1e-9)
     assert "tiny-noise20" in {p.name for p in (out / "runs").iterdir()}  # noisy data: its own runs
     results = sorted((out / "runs").glob("*/*/results.json"))
     modified = {p: p.stat().st_mtime_ns for p in results}
@@ -146,3 +155,19 @@ def test_report_sets_the_measured_numbers_against_the_papers_claims():
     assert "here IGR-SR 10.0%; sasrec 20.0%" in text
     assert "at m = 3 of [1, 3]" in text and "w/o ICR +5.0%" in text and "1 seed(s)" in text
     assert claims_section({"summary": [row("main", "sasrec", 0.1)], "seeds": [1, 2, 3]}) == []
+
+
+def test_paired_bootstrap_gives_the_gain_and_an_interval_over_users():
+    rng = np.random.default_rng(0)
+    theirs = rng.random(5000)
+    same = paired_bootstrap(theirs, theirs.copy())
+    assert same["gain_percent"] == 0 and same["ci95_percent"] == [0, 0] and same["users"] == 5000
+    better = paired_bootstrap(theirs * 1.1 + 0.01 * rng.standard_normal(5000), theirs, resamples=500)
+    low, high = better["ci95_percent"]
+    assert better["gain_percent"] == pytest.approx(10, abs=0.2) and low < better["gain_percent"] < high
+    assert 9 < low and high < 11  # a consistent per-user gain is resolved tightly
+    noisy = paired_bootstrap(rng.random(5000), theirs, resamples=500)  # unrelated: wide, spans 0
+    assert noisy["ci95_percent"][0] < 0 < noisy["ci95_percent"][1]
+    assert np.isnan(paired_bootstrap(theirs, np.zeros(5000), resamples=10)["gain_percent"])
+    with pytest.raises(ValueError, match="equal non-empty"):
+        paired_bootstrap(theirs, theirs[:10])

@@ -1,6 +1,6 @@
 """Full-ranking evaluation: target ranks, HR/NDCG/MRR@K, and the batched evaluation loop."""
 
-from .full_ranking import evaluate
-from .metrics import metrics_from_ranks, ranks_from_scores
+from .full_ranking import evaluate, ranking_metrics, target_ranks
+from .metrics import metrics_from_ranks, per_user_metric, ranks_from_scores
 
-__all__ = ["evaluate", "metrics_from_ranks", "ranks_from_scores"]
+__all__ = ["evaluate", "metrics_from_ranks", "per_user_metric", "ranking_metrics", "ranks_from_scores", "target_ranks"]

@@ -24,12 +24,30 @@ def evaluate(
     num_items: int,
     max_len: int,
     ks: Sequence[int] = (5, 10, 20),
+    **ranking,
+) -> dict[str, float]:
+    """HR/NDCG/MRR@K and ``num_users`` of the :func:`target_ranks` (same arguments, plus ``ks``)."""
+    return ranking_metrics(target_ranks(score_fn, histories, targets, num_items, max_len, **ranking), ks)
+
+
+def ranking_metrics(ranks: torch.Tensor, ks: Sequence[int] = (5, 10, 20)) -> dict[str, float]:
+    metrics = metrics_from_ranks(ranks, ks)
+    metrics["num_users"] = len(ranks)
+    return metrics
+
+
+def target_ranks(
+    score_fn: ScoreFn,
+    histories: Sequence[np.ndarray],
+    targets: np.ndarray,
+    num_items: int,
+    max_len: int,
     batch_size: Optional[int] = None,
     exclude_history: bool = True,
     users: Optional[np.ndarray] = None,
     progress: bool = False,
-) -> dict[str, float]:
-    """Rank each user's target among all items and return HR/NDCG/MRR@K plus ``num_users``.
+) -> torch.Tensor:
+    """0-based rank of each user's target among all items, ``(num_users,)`` in the order given.
 
     ``score_fn(history, users)`` gets CPU tensors: ``history`` ``(b, max_len)`` left-padded
     with the last ``max_len`` items, ``users`` ``(b,)`` (``users`` argument, default
@@ -53,7 +71,7 @@ def evaluate(
     # Users in order of history length, so each batch is trimmed to little padding; the
     # metrics are means over users, which the order does not change.
     by_length = np.argsort([min(len(h), max_len) for h in histories], kind="stable")
-    ranks = []
+    ranks = torch.empty(len(targets), dtype=torch.long)
     with torch.no_grad():
         for start in tqdm(range(0, len(targets), batch_size), disable=not progress, desc="evaluate"):
             batch = by_length[start : start + batch_size]
@@ -62,10 +80,8 @@ def evaluate(
             scores = score_fn(history, torch.from_numpy(users[batch]))
             _check_scores(scores, len(batch), num_items)
             exclude = _history_mask(batch_histories, num_items, scores.device) if exclude_history else None
-            ranks.append(ranks_from_scores(scores, torch.from_numpy(targets[batch]), exclude).cpu())
-    metrics = metrics_from_ranks(torch.cat(ranks), ks)
-    metrics["num_users"] = len(targets)
-    return metrics
+            ranks[torch.from_numpy(batch)] = ranks_from_scores(scores, torch.from_numpy(targets[batch]), exclude).cpu()
+    return ranks
 
 
 def _check_scores(scores: torch.Tensor, batch_size: int, num_items: int) -> None:

@@ -57,10 +57,19 @@ def metrics_from_ranks(ranks, ks: Sequence[int] = (5, 10, 20)) -> dict[str, floa
     ranks = torch.as_tensor(ranks).double().flatten()
     if ranks.numel() == 0:
         raise ValueError("no ranks to average")
-    metrics = {}
-    for k in ks:
-        hit = ranks < k
-        metrics[f"HR@{k}"] = hit.double().mean().item()
-        metrics[f"NDCG@{k}"] = torch.where(hit, 1.0 / torch.log2(ranks + 2), 0.0).mean().item()
-        metrics[f"MRR@{k}"] = torch.where(hit, 1.0 / (ranks + 1), 0.0).mean().item()
-    return metrics
+    return {
+        f"{name}@{k}": per_user_metric(ranks, name, k).mean().item() for k in ks for name in ("HR", "NDCG", "MRR")
+    }
+
+
+def per_user_metric(ranks, name: str, k: int) -> torch.Tensor:
+    """Each user's HR@K, NDCG@K or MRR@K (``name``) from 0-based ranks, as float64."""
+    ranks = torch.as_tensor(ranks).double().flatten()
+    hit = ranks < k
+    if name == "HR":
+        return hit.double()
+    if name == "NDCG":
+        return torch.where(hit, 1.0 / torch.log2(ranks + 2), 0.0)
+    if name == "MRR":
+        return torch.where(hit, 1.0 / (ranks + 1), 0.0)
+    raise ValueError(f"name must be HR, NDCG or MRR, got {name!r}")

@@ -6,6 +6,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
 
@@ -36,6 +37,10 @@ def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
 
 def save_torch(obj: Any, path) -> None:
     _atomic_write(path, lambda handle: torch.save(obj, handle))
+
+
+def save_numpy(array: np.ndarray, path) -> None:
+    _atomic_write(path, lambda handle: np.save(handle, array))
 
 
 def save_json(obj: Any, path) -> None:

@@ -20,8 +20,8 @@ import torch
 from ..data import InteractionData, Split, load_dataset, make_synthetic
 from ..models import SequentialRecommender
 from ..models.registry import MODELS, build_model, options_for
-from .checkpoint import load_json, load_torch, save_json
-from .trainer import TrainConfig, Trainer, set_seed
+from .checkpoint import load_json, load_torch, save_json, save_numpy
+from .trainer import TrainConfig, Trainer, set_seed, target_ranks_of
 
 SYNTHETIC = "synthetic"
 # Training settings that change how fast a run goes, not what it computes.
@@ -139,6 +139,23 @@ def load_trained(run_dir: Path, data: InteractionData, split: Split, device: str
     result = load_json(results_path)
     if result["data"]["fingerprint"] != data_fingerprint(data):
         raise ValueError(f"the run in {run_dir} was trained on other data than {data.name!r}")
-    model = build_model(result["model"], split.num_items, len(split.train), result["options"])
+    backbone = None
+    if MODELS[result["model"]].needs_backbone:
+        backbone = load_trained(Path(result["backbone_run"]), data, split, device)
+    model = build_model(result["model"], split.num_items, len(split.train), result["options"], backbone=backbone)
     model.load_state_dict(load_torch(Path(run_dir) / "best.pt", map_location=device)["model"])
     return model.to(device)
+
+
+def per_user_test_ranks(run_dir: Path, data: InteractionData, split: Split, device: str = "cpu") -> np.ndarray:
+    """0-based test rank of every user's target under a finished run's best model.
+
+    Computed once (the model is rebuilt and scored) and kept in ``test_ranks.npy``: per-user
+    results are what paired comparisons between two runs need.
+    """
+    path = Path(run_dir) / "test_ranks.npy"
+    if not path.exists():
+        model = load_trained(Path(run_dir), data, split, device)
+        ranks = target_ranks_of(model, split, "test", TrainConfig(device=device, progress=False))
+        save_numpy(ranks.numpy(), path)
+    return np.load(path)

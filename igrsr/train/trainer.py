@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..data import LengthBucketSampler, PrefixExamples, SequenceExamples, Split, collate_trimmed
-from ..eval import evaluate
+from ..eval import ranking_metrics, target_ranks
 from ..models import SequentialRecommender
 from .checkpoint import load_torch, save_torch
 from .plots import plot_training_curves
@@ -67,6 +67,13 @@ def evaluate_model(
     model: SequentialRecommender, split: Split, part: str, config: TrainConfig, progress: bool = False
 ) -> Dict[str, float]:
     """Full-ranking metrics of ``model`` on ``part`` ("valid" or "test") of ``split``."""
+    return ranking_metrics(target_ranks_of(model, split, part, config, progress))
+
+
+def target_ranks_of(
+    model: SequentialRecommender, split: Split, part: str, config: TrainConfig, progress: bool = False
+) -> torch.Tensor:
+    """0-based full-ranking rank of each user's ``part`` target under ``model``, in user order."""
     device = torch.device(config.device)
 
     def score(history: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
@@ -74,7 +81,7 @@ def evaluate_model(
 
     model.eval()
     try:
-        return evaluate(
+        return target_ranks(
             score,
             getattr(split, f"{part}_history"),
             getattr(split, f"{part}_target"),
