@@ -15,7 +15,7 @@ import torch
 
 from .data import InteractionData, leave_one_out, make_synthetic
 from .models.registry import MODELS
-from .study import ALL_MODELS, Study, StudyPlan, first_users, main_table, run_study
+from .study import ABLATION_NAMES, ALL_MODELS, Study, StudyPlan, first_users, main_table, run_study
 from .train import TrainConfig, load_data, train_model
 from .train.runs import SYNTHETIC
 
@@ -202,7 +202,14 @@ def study_plan(args: argparse.Namespace) -> StudyPlan:
     """The default (or ``--quick``) plan with the parts the command line chose instead."""
     models = tuple(parse_models(args.models, "--models"))
     plan = StudyPlan.quick(models) if args.quick else StudyPlan(models=models, noise_models=models)
-    changes: Dict[str, Any] = {"ablations": plan.ablations and not args.no_ablations}
+    changes: Dict[str, Any] = {}
+    if args.ablations is not None:
+        names = parse_numbers(args.ablations, str, "--ablations")
+        unknown = [name for name in names if name not in ABLATION_NAMES]
+        if unknown:
+            raise SystemExit(f"--ablations: unknown {unknown}; choose from {', '.join(ABLATION_NAMES)}")
+        # Each ablation is read against the full model, which is the main table's run.
+        changes["ablations"] = ("IGR-SR", *(ABLATION_NAMES[name] for name in names)) if names else ()
     if args.noise is not None:
         fractions = parse_numbers(args.noise, float, "--noise")
         if any(not 0 <= fraction < 1 for fraction in fractions):
@@ -272,7 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
     parts = study.add_argument_group("parts of the plan (default: all of it; an empty list skips a part)")
     parts.add_argument("--noise", default=None, help="noise fractions (default 0,0.1,0.2,0.3; quick 0,0.2)")
     parts.add_argument("--noise-models", default=None, help="models of the noise experiment (default --models)")
-    parts.add_argument("--no-ablations", action="store_true", help="skip the IGR-SR ablations")
+    parts.add_argument(
+        "--ablations", default=None,
+        help=f"IGR-SR ablations to run, of {','.join(ABLATION_NAMES)} (default all)",
+    )  # fmt: skip
     parts.add_argument("--intents", default=None, help="values of the m sweep (default 1,2,3,4,5,6; quick 1,4)")
     parts.add_argument("--prefixes", default=None, help="values of the k sweep (default 0,2,4,8,16; quick 0,4)")
     add_model_options(study)

@@ -36,6 +36,8 @@ ABLATIONS = {
     "w/o cross-attention": {"fusion": "concat"},
     "w/o ICR": {"cl_weight": 0.0},
 }
+# The command line's names of the ablations (``--ablations lid,icr``).
+ABLATION_NAMES = {"lid": "w/o LID", "cross-attention": "w/o cross-attention", "icr": "w/o ICR"}
 # What the study keeps of each run's results.json (the rest stays in the run directory).
 RECORDED_RESULTS = ("run_dir", "test", "valid", "best_epoch", "epochs_run", "stopped", "train_seconds")
 # The swept IGR-SR options and how the report names them.
@@ -57,7 +59,7 @@ class StudyPlan:
     noise_models: Tuple[str, ...] = ALL_MODELS
     intent_counts: Tuple[int, ...] = (1, 2, 3, 4, 5, 6)
     prefix_counts: Tuple[int, ...] = (0, 2, 4, 8, 16)
-    ablations: bool = True
+    ablations: Tuple[str, ...] = tuple(ABLATIONS)  # labels of ABLATIONS; the full model first
 
     @classmethod
     def quick(cls, models: Tuple[str, ...] = ALL_MODELS) -> "StudyPlan":
@@ -191,8 +193,8 @@ def run_study(study: Study) -> Dict[str, Any]:
         for model in plan.noise_models:
             study.run("noise", model, model, noise=fraction)
     if "igrsr" in plan.models:
-        for label, overrides in ABLATIONS.items() if plan.ablations else ():
-            study.run("ablation", label, "igrsr", overrides)
+        for label in plan.ablations:
+            study.run("ablation", label, "igrsr", ABLATIONS[label])
         for option, values in plan.sweeps().items():
             for value in values:
                 study.run(f"sweep-{option}", str(value), "igrsr", {option: value})

@@ -108,7 +108,7 @@ def test_study_runs_only_the_parts_asked_for_with_stage2_settings_of_its_own(dat
     out = tmp_path / "study"
     args = ["study", "--data", str(path), "--users", "60", "--out", str(out), "--seeds", "1", "--epochs", "2",
             "--stage2-epochs", "1", "--stage2-lr", "5e-4", "--models", "sasrec,igrsr", "--noise", "0.3",
-            "--noise-models", "sasrec", "--no-ablations", "--intents", "", "--prefixes", "2", "--no-progress",
+            "--noise-models", "sasrec", "--ablations", "", "--intents", "", "--prefixes", "2", "--no-progress",
             "--d-model", "16", "--num-layers", "1", "--max-len", "10", "--batch-size", "64"]  # fmt: skip
     assert main(args) == 0
     raw = json.loads((out / "study.json").read_text())
@@ -128,7 +128,8 @@ def test_study_runs_only_the_parts_asked_for_with_stage2_settings_of_its_own(dat
 @pytest.mark.parametrize(
     "option, value, message",
     [("--noise", "0.2,x", "--noise: expected"), ("--noise", "1.5", "--noise: fractions"),
-     ("--noise-models", "sasrec,nope", "--noise-models: unknown"), ("--intents", "2.5", "--intents: expected")],
+     ("--noise-models", "sasrec,nope", "--noise-models: unknown"), ("--intents", "2.5", "--intents: expected"),
+     ("--ablations", "lid,nope", "--ablations: unknown")],
 )  # fmt: skip
 def test_study_rejects_bad_plan_options_naming_the_option(option, value, message):
     with pytest.raises(SystemExit, match=message):
