@@ -140,18 +140,18 @@ class Study:
             self.save(complete=False)
 
     def paired_comparisons(self, model: str = "igrsr", metric: str = HEADLINE) -> List[Dict[str, Any]]:
-        """``model`` against every other main-table model, user by user on the test set.
+        """``model`` against every other main-table model and every ablation, user by user.
 
-        The first seed's runs; each run's per-user test ranks are computed once and cached
-        in its directory.  Seeds measure training variance, this the evaluation's: together
-        they say whether a difference of a few percent means anything.
+        On the test set, with the first seed's runs; each run's per-user test ranks are
+        computed once and cached in its directory.  Seeds measure training variance, this the
+        evaluation's: together they say whether a difference of a few percent means anything.
         """
         seed = self.seeds[0]
         runs = {
             record["label"]: Path(record["run_dir"])
             for record in self.records
-            if record["experiment"] == "main" and record["seed"] == seed
-        }
+            if record["experiment"] in ("main", "ablation") and record["seed"] == seed and record["label"] != "IGR-SR"
+        }  # the ablation table's "IGR-SR" is the main table's igrsr run
         if model not in runs:
             return []
         data, split = self.variant(0.0)
@@ -430,7 +430,7 @@ def paired_table(raw: Dict) -> List[str]:
         return []
     first = rows[0]
     return [
-        f"## {first['model']} against each model, user by user",
+        f"## {first['model']} against each model and ablation, user by user",
         "",
         f"Relative difference in test {first['metric']} (seed {first['seed']}), with a 95% paired-bootstrap "
         f"interval over the {first['users']} test users ({first['resamples']} resamples): the spread that the "

@@ -81,11 +81,14 @@ def test_quick_study_runs_end_to_end_and_a_second_call_reuses_every_run(data, tm
         assert section in report
     assert (out / "noise.png").stat().st_size > 0 and (out / "sweeps.png").stat().st_size > 0
     assert {row["versus"] for row in raw["paired"]} == {"pop", "sasrec", "bert4rec", "ssept", "lightrec",
-                                                        "rearec-erl", "rearec-prl"}  # fmt: skip
+                                                        "rearec-erl", "rearec-prl", "w/o LID",
+                                                        "w/o cross-attention", "w/o ICR"}  # fmt: skip
     assert all(row["users"] == 100 and row["metric"] == "NDCG@10" for row in raw["paired"])
-    assert "igrsr against each model, user by user" in report
+    assert "igrsr against each model and ablation, user by user" in report
     # The ranks are recomputed from each run's best.pt: they must give the recorded test metric.
-    recorded = {row["label"]: row["test_mean"]["NDCG@10"] for row in raw["summary"] if row["experiment"] == "main"}
+    recorded = {
+        row["label"]: row["test_mean"]["NDCG@10"] for row in raw["summary"] if row["experiment"] in ("main", "ablation")
+    }
     for row in raw["paired"]:
         expected = 100 * (recorded["igrsr"] / recorded[row["versus"]] - 1)
         assert row["gain_percent"] == pytest.approx(expected, rel=1e-6, abs=1e-9)
