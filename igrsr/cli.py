@@ -190,7 +190,7 @@ def study_data(args: argparse.Namespace) -> InteractionData:
     return first_users(data, args.users) if args.users else data
 
 
-def parse_numbers(text: str, kind: type, option: str) -> Tuple:
+def parse_list(text: str, kind: type, option: str) -> Tuple:
     """``"1,2,3"`` as a tuple of ``kind``; an empty string is the empty tuple (skip that part)."""
     try:
         return tuple(kind(item) for item in text.split(",") if item.strip())
@@ -204,14 +204,14 @@ def study_plan(args: argparse.Namespace) -> StudyPlan:
     plan = StudyPlan.quick(models) if args.quick else StudyPlan(models=models, noise_models=models)
     changes: Dict[str, Any] = {}
     if args.ablations is not None:
-        names = parse_numbers(args.ablations, str, "--ablations")
+        names = parse_list(args.ablations, str, "--ablations")
         unknown = [name for name in names if name not in ABLATION_NAMES]
         if unknown:
             raise SystemExit(f"--ablations: unknown {unknown}; choose from {', '.join(ABLATION_NAMES)}")
         # Each ablation is read against the full model, which is the main table's run.
         changes["ablations"] = ("IGR-SR", *(ABLATION_NAMES[name] for name in names)) if names else ()
     if args.noise is not None:
-        fractions = parse_numbers(args.noise, float, "--noise")
+        fractions = parse_list(args.noise, float, "--noise")
         if any(not 0 <= fraction < 1 for fraction in fractions):
             raise SystemExit(f"--noise: fractions must be in [0, 1), got {args.noise!r}")
         # The clean run is what every drop is measured from.
@@ -219,9 +219,9 @@ def study_plan(args: argparse.Namespace) -> StudyPlan:
     if args.noise_models is not None:
         changes["noise_models"] = tuple(parse_models(args.noise_models, "--noise-models")) if args.noise_models else ()
     if args.intents is not None:
-        changes["intent_counts"] = parse_numbers(args.intents, int, "--intents")
+        changes["intent_counts"] = parse_list(args.intents, int, "--intents")
     if args.prefixes is not None:
-        changes["prefix_counts"] = parse_numbers(args.prefixes, int, "--prefixes")
+        changes["prefix_counts"] = parse_list(args.prefixes, int, "--prefixes")
     return replace(plan, **changes)
 
 

@@ -216,13 +216,11 @@ def paired_bootstrap(ours: np.ndarray, theirs: np.ndarray, resamples: int = 2000
     rng = np.random.default_rng(seed)
 
     def gain(users) -> float:
-        reference = theirs[users].sum()
-        return 100 * (ours[users].sum() / reference - 1) if reference > 0 else float("nan")
+        return percent_change(ours[users].sum(), theirs[users].sum())
 
-    everyone = np.arange(len(ours))
     draws = [gain(rng.integers(0, len(ours), len(ours))) for _ in range(resamples)]
     low, high = np.percentile(draws, [2.5, 97.5])
-    return {"gain_percent": gain(everyone), "ci95_percent": [float(low), float(high)], "users": len(ours),
+    return {"gain_percent": gain(slice(None)), "ci95_percent": [float(low), float(high)], "users": len(ours),
             "resamples": resamples}  # fmt: skip
 
 
@@ -244,7 +242,7 @@ def summarize(records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
                 "test_std": {k: _std([m["test"][k] for m in members]) for k in TABLE_METRICS},
                 "valid_mean": {k: float(np.mean([m["valid"][k] for m in members])) for k in TABLE_METRICS},
                 # "best/run epochs, why it stopped" per seed: a run cut by the epoch limit shows.
-                "epochs": [f"{m['best_epoch']}/{m['epochs_run']} {m.get('stopped', '')}".strip() for m in members],
+                "epochs": [f"{m['best_epoch']}/{m['epochs_run']} {m['stopped']}" for m in members],
                 "train_minutes": float(np.mean([m["train_seconds"] for m in members]) / 60),
             }
         )
@@ -276,8 +274,7 @@ def main_table(raw: Dict) -> List[str]:
     rows = _rows(raw, "main")
     header = ["model", *TABLE_METRICS, "epochs (best/run, stop)", "train min"]
     lines = [
-        [row["label"], *(_cell(row, k) for k in TABLE_METRICS), ", ".join(row.get("epochs", [])),
-         f"{row['train_minutes']:.1f}" if "train_minutes" in row else ""]
+        [row["label"], *(_cell(row, k) for k in TABLE_METRICS), ", ".join(row["epochs"]), f"{row['train_minutes']:.1f}"]
         for row in rows
     ]  # fmt: skip
     return _table(header, lines)
@@ -299,8 +296,7 @@ def gain_over_best_baseline(raw: Dict) -> Optional[Dict[str, Tuple[str, float]]]
     gains = {}
     for metric in TABLE_METRICS:
         best = max(baselines, key=lambda label: baselines[label][metric])
-        reference = baselines[best][metric]
-        gains[metric] = (best, 100 * (rows["igrsr"][metric] - reference) / reference if reference else float("nan"))
+        gains[metric] = (best, percent_change(rows["igrsr"][metric], baselines[best][metric]))
     return gains
 
 
@@ -310,7 +306,7 @@ def noise_drops(raw: Dict, fraction: float = 0.2) -> Dict[str, float]:
     for model, points in noise_curves(raw).items():
         values = dict(points)
         if fraction in values and values.get(0.0):
-            drops[model] = 100 * (values[0.0] - values[fraction]) / values[0.0]
+            drops[model] = -percent_change(values[fraction], values[0.0])
     return drops
 
 
@@ -348,7 +344,7 @@ def claims_section(raw: Dict) -> List[str]:
     ablations = {row["label"]: row["test_mean"]["HR@10"] for row in _rows(raw, "ablation")}
     if "IGR-SR" in ablations and len(ablations) > 1:
         full = ablations.pop("IGR-SR")
-        listed = ", ".join(f"{label} {100 * (full - value) / full:+.1f}%" for label, value in ablations.items())
+        listed = ", ".join(f"{label} {-percent_change(value, full):+.1f}%" for label, value in ablations.items())
         lines.append(
             f"- **Each component matters** (paper: removing any one costs ≥{PAPER_ABLATION_MIN_LOSS:g}% "
             f"HR@10): HR@10 lost here (positive: the full model is better) — {listed}."
@@ -379,9 +375,13 @@ def noise_table(curves: Dict[str, List[Tuple[float, float]]]) -> List[str]:
     return _table(header, lines)
 
 
+def percent_change(value: float, reference: float) -> float:
+    """``(value − reference) / reference`` in percent, signed; NaN for a zero reference."""
+    return 100 * (value - reference) / reference if reference else float("nan")
+
+
 def _relative_change(value: float, reference: float) -> str:
-    """``(value − reference) / reference`` in percent, signed."""
-    return f"{100 * (value - reference) / reference:+.1f}%" if reference else "n/a"
+    return f"{percent_change(value, reference):+.1f}%" if reference else "n/a"
 
 
 def ablation_table(raw: Dict) -> List[str]:
