@@ -3,6 +3,7 @@
 ``igrsr train`` with no arguments trains SASRec and IGR-SR on the embedded synthetic data
 and prints them side by side.  ``igrsr study`` runs the paper's experiments (every model,
 noise robustness, ablations, sweeps) and writes a report; ``--quick`` is a small version.
+``igrsr evaluate RUN_DIR ...`` scores runs' best checkpoints, an interrupted run's included.
 """
 
 import argparse
@@ -16,8 +17,9 @@ import torch
 from .data import InteractionData, leave_one_out, make_synthetic
 from .models.registry import MODELS
 from .study import ABLATION_NAMES, ALL_MODELS, Study, StudyPlan, first_users, main_table, run_study
-from .train import TrainConfig, load_data, train_model
-from .train.runs import SYNTHETIC
+from .train import TrainConfig, evaluate_model, load_data, train_model
+from .train.checkpoint import save_json
+from .train.runs import SYNTHETIC, is_finished, load_best, run_description
 
 DEFAULT_MODELS = "sasrec,igrsr"
 # `igrsr study --quick`: a smaller synthetic dataset, one seed and a few epochs.
@@ -81,10 +83,15 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
         help="epochs without validation NDCG@10 gain before stopping; default 10 (3 on the synthetic data)",
     )  # fmt: skip
     group.add_argument("--seed", type=int, default=42)
+    add_runtime_options(group)
+    group.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def add_runtime_options(group) -> None:
+    """Where and how fast a command computes; none of these change its results."""
     group.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     group.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     group.add_argument("--eval-batch-size", type=int, default=None)
-    group.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 MODEL_OPTION_NAMES = (
@@ -117,10 +124,13 @@ def training_option(args: argparse.Namespace, name: str):
     return (SYNTHETIC_TRAINING_DEFAULTS if uses_synthetic_data(args) else TRAINING_DEFAULTS)[name]
 
 
+def resolve_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
 def train_config(args: argparse.Namespace) -> TrainConfig:
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
     return TrainConfig(
         epochs=args.epochs,
         batch_size=training_option(args, "batch_size"),
@@ -128,7 +138,7 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
         weight_decay=args.weight_decay,
         patience=training_option(args, "patience"),
         seed=args.seed,
-        device=device,
+        device=resolve_device(args.device),
         eval_batch_size=args.eval_batch_size,
         progress=not args.no_progress,
     )
@@ -141,21 +151,26 @@ def stage2_changes(args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def parse_models(text: str, option: str = "--model") -> List[str]:
-    names = [name.strip() for name in text.split(",") if name.strip()]
+    names = list(parse_list(text, str, option))
     unknown = [name for name in names if name not in MODELS]
     if not names or unknown:
         raise SystemExit(f"{option}: unknown model(s) {unknown}; choose from {', '.join(sorted(MODELS))}")
     return names
 
 
-def format_table(results: List[Dict]) -> str:
-    header = f"{'model':<14}" + "".join(f"{name:>9}" for name in REPORTED_METRICS) + f"{'epochs':>8}{'s/epoch':>9}"
+# Columns after the metrics in the tables the commands print: result key -> header.
+TRAIN_COLUMNS = {"best_epoch": "epochs", "seconds_per_epoch": "s/epoch"}
+EVALUATE_COLUMNS = {"best_epoch": "best ep", "finished": "finished"}
+
+
+def format_table(results: List[Dict], columns: Dict[str, str]) -> str:
+    """Test metrics of each result, one row per model, then the ``columns`` of each."""
+    header = f"{'model':<14}" + "".join(f"{name:>9}" for name in (*REPORTED_METRICS, *columns.values()))
     lines = [header, "-" * len(header)]
     for result in results:
-        cells = "".join(f"{result['test'][name]:>9.4f}" for name in REPORTED_METRICS)
-        lines.append(
-            f"{result['model']:<14}{cells}{result['best_epoch']:>8}{result['seconds_per_epoch']:>9.1f}"
-        )
+        cells = [f"{result['test'][name]:>9.4f}" for name in REPORTED_METRICS]
+        cells += [f"{result[key]:>9.1f}" if isinstance(result[key], float) else f"{result[key]!s:>9}" for key in columns]
+        lines.append(f"{result['model']:<14}" + "".join(cells))
     return "\n".join(lines)
 
 
@@ -175,9 +190,37 @@ def command_train(args: argparse.Namespace) -> int:
         for name in parse_models(args.model)
     ]
     print(f"\ntest metrics (full ranking over {split.num_items} items, {len(split.train)} users):")
-    print(format_table(results))
+    print(format_table(results, TRAIN_COLUMNS))
     for result in results:
         print(f"{result['model']}: {result['run_dir']}/results.json")
+    return 0
+
+
+def command_evaluate(args: argparse.Namespace) -> int:
+    """Test metrics of each run's best checkpoint; an unfinished run is scored as far as it got."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = load_data(args.data)
+    split = leave_one_out(data)
+    config = TrainConfig(device=resolve_device(args.device), eval_batch_size=args.eval_batch_size, progress=False)
+    results = []
+    for run_dir in map(Path, args.runs):
+        try:
+            model, best_epoch = load_best(run_dir, data, split, config.device)
+        except (FileNotFoundError, ValueError) as error:
+            raise SystemExit(f"igrsr evaluate: {error}") from None
+        results.append({
+            "model": run_description(run_dir)["model"],
+            "run_dir": str(run_dir),
+            "finished": is_finished(run_dir),
+            "best_epoch": best_epoch,
+            "test": evaluate_model(model, split, "test", config),
+        })  # fmt: skip
+    print(f"test metrics (full ranking over {split.num_items} items, {len(split.train)} users):")
+    print(format_table(results, EVALUATE_COLUMNS))
+    if args.json:
+        save_json(results, Path(args.json))
+        print(f"written to {args.json}")
     return 0
 
 
@@ -193,7 +236,7 @@ def study_data(args: argparse.Namespace) -> InteractionData:
 def parse_list(text: str, kind: type, option: str) -> Tuple:
     """``"1,2,3"`` as a tuple of ``kind``; an empty string is the empty tuple (skip that part)."""
     try:
-        return tuple(kind(item) for item in text.split(",") if item.strip())
+        return tuple(kind(item.strip()) for item in text.split(",") if item.strip())
     except ValueError:
         raise SystemExit(f"{option}: expected comma-separated {kind.__name__} values, got {text!r}") from None
 
@@ -263,6 +306,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_options(train)
     add_training_options(train)
     train.set_defaults(handler=command_train)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="test metrics of run directories' best checkpoints, finished or not"
+    )
+    evaluate.add_argument("runs", nargs="+", help="run directories (OUT/<dataset>/<model>-<hash>)")
+    evaluate.add_argument("--data", default=None, help="the runs' dataset file; default: embedded synthetic")
+    evaluate.add_argument("--json", default=None, help="also write the results to this JSON file")
+    add_runtime_options(evaluate)
+    evaluate.set_defaults(handler=command_evaluate)
 
     study = commands.add_parser(
         "study", help="the paper's experiments: main table, noise robustness, ablations, m/k sweeps"

@@ -139,6 +139,17 @@ def test_study_rejects_bad_plan_options_naming_the_option(option, value, message
         main(["study", option, value])
 
 
+def test_study_plan_options_allow_spaces_after_the_commas():
+    from igrsr.cli import build_parser, study_plan
+
+    args = build_parser().parse_args(
+        ["study", "--models", "sasrec, igrsr", "--ablations", "lid, icr", "--noise", "0.1, 0.2", "--intents", "1, 3"]
+    )
+    plan = study_plan(args)
+    assert plan.models == ("sasrec", "igrsr") and plan.ablations == ("IGR-SR", "w/o LID", "w/o ICR")
+    assert plan.noise_fractions == (0.0, 0.1, 0.2) and plan.intent_counts == (1, 3)
+
+
 def test_report_sets_the_measured_numbers_against_the_papers_claims():
     from igrsr.study import claims_section
 

@@ -11,8 +11,9 @@ from igrsr import IGRSR, SASRec
 from igrsr.cli import main
 from igrsr.data import leave_one_out, make_synthetic
 from igrsr.eval import evaluate
-from igrsr.train import TrainConfig, Trainer, train_model
+from igrsr.train import TrainConfig, Trainer, load_data, train_model
 from igrsr.train.checkpoint import save_json
+from igrsr.train.runs import load_trained
 
 SMALL = dict(max_len=20, d_model=32, num_layers=1, num_heads=2, dropout=0.1)
 
@@ -142,3 +143,35 @@ def test_same_seed_same_run_different_seed_different_run(tmp_path):
     first, again, other = run(7, caller_state=1), run(7, caller_state=2), run(8, caller_state=3)
     assert [row["train_loss"] for row in first] == [row["train_loss"] for row in again]
     assert [row["train_loss"] for row in first] != [row["train_loss"] for row in other]
+
+
+def test_evaluate_scores_finished_and_interrupted_runs_from_their_best_checkpoint(tmp_path, capsys):
+    data = write_sequences(tmp_path / "tiny.txt")
+    common = ["--data", str(data), "--out", str(tmp_path / "runs"), "--epochs", "2", "--no-progress",
+              "--d-model", "16", "--num-layers", "1", "--max-len", "10", "--batch-size", "64"]  # fmt: skip
+    assert main(["train", "--model", "sasrec,igrsr", *common, "--num-intents", "2", "--num-prefix", "2"]) == 0
+    runs = {p.name.split("-")[0]: p for p in (tmp_path / "runs" / "tiny").iterdir()}
+    recorded = {name: json.loads((run / "results.json").read_text()) for name, run in runs.items()}
+    (runs["igrsr"] / "results.json").unlink()  # as if interrupted after its best epoch: run.json says what it is
+    with pytest.raises(FileNotFoundError, match="no finished run"):
+        load_trained(runs["igrsr"], *_data_and_split(data), "cpu")
+
+    report = tmp_path / "evaluated.json"
+    assert main(["evaluate", str(runs["sasrec"]), str(runs["igrsr"]), "--data", str(data), "--json", str(report)]) == 0
+    assert "finished" in capsys.readouterr().out
+    evaluated = {row["model"]: row for row in json.loads(report.read_text())}
+    assert evaluated["sasrec"]["finished"] and not evaluated["igrsr"]["finished"]
+    for name, result in recorded.items():
+        assert evaluated[name]["best_epoch"] == result["best_epoch"]
+        assert evaluated[name]["test"] == pytest.approx(result["test"], abs=1e-6)
+
+    with pytest.raises(SystemExit, match="not a run directory"):
+        main(["evaluate", str(tmp_path), "--data", str(data)])
+    other = write_sequences(tmp_path / "other.txt", seed=1)
+    with pytest.raises(SystemExit, match="other data"):
+        main(["evaluate", str(runs["sasrec"]), "--data", str(other)])
+
+
+def _data_and_split(path):
+    data = load_data(str(path))
+    return data, leave_one_out(data)

@@ -1,9 +1,10 @@
 """Runs: one trained model per directory, named by what determines its result.
 
 A run directory is ``OUT/<dataset>/<model>-<hash>`` where the hash covers the model's
-options, the training settings and the data's fingerprint.  A finished run (its
-``results.json`` exists) is reused instead of retrained, which is how IGR-SR's stage 1
-is shared by every IGR-SR run over the same SASRec settings.
+options, the training settings and the data's fingerprint.  ``run.json`` says what the run
+trains (written when it starts, so an unfinished run's best checkpoint can be scored too);
+a finished run (its ``results.json`` exists) is reused instead of retrained, which is how
+IGR-SR's stage 1 is shared by every IGR-SR run over the same SASRec settings.
 """
 
 import hashlib
@@ -12,7 +13,7 @@ import platform
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -112,16 +113,21 @@ def train_model(
     if results_path.exists() and not fresh:
         print(f"{model_name}: reusing the finished run in {run_dir}")
         return load_json(results_path)
-    set_seed(config.seed)  # the weights' initialization is part of what the seed fixes
-    model = build_model(model_name, split.num_items, len(split.train), options, backbone=backbone)
-    started = time.perf_counter()
-    summary = Trainer(model, split, config, run_dir, title=model_name).fit(resume=resume)
-    result = {
+    description = {
         "model": model_name,
         "options": model_options,
         "data": data_summary(data),
         "run_dir": str(run_dir),
         "backbone_run": backbone_run,
+        "train": asdict(config),
+    }
+    save_json(description, run_dir / "run.json")
+    set_seed(config.seed)  # the weights' initialization is part of what the seed fixes
+    model = build_model(model_name, split.num_items, len(split.train), options, backbone=backbone)
+    started = time.perf_counter()
+    summary = Trainer(model, split, config, run_dir, title=model_name).fit(resume=resume)
+    result = {
+        **description,
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "wall_seconds": time.perf_counter() - started,
         "environment": environment(),
@@ -131,20 +137,40 @@ def train_model(
     return result
 
 
-def load_trained(run_dir: Path, data: InteractionData, split: Split, device: str) -> SequentialRecommender:
-    """Rebuild a finished run's model from its recorded options and load its best weights."""
-    results_path = Path(run_dir) / "results.json"
-    if not results_path.exists():
-        raise FileNotFoundError(f"{run_dir} holds no finished run (no results.json)")
-    result = load_json(results_path)
-    if result["data"]["fingerprint"] != data_fingerprint(data):
+def is_finished(run_dir: Path) -> bool:
+    return (Path(run_dir) / "results.json").exists()
+
+
+def run_description(run_dir: Path) -> Dict[str, Any]:
+    """What a run trains: its ``results.json`` when finished, else the ``run.json`` of its start."""
+    for name in ("results.json", "run.json"):
+        if (Path(run_dir) / name).exists():
+            return load_json(Path(run_dir) / name)
+    raise FileNotFoundError(f"{run_dir} is not a run directory (no results.json or run.json)")
+
+
+def load_best(run_dir: Path, data: InteractionData, split: Split, device: str) -> Tuple[SequentialRecommender, int]:
+    """A run's model with its best weights so far, finished or not, and the epoch they are from."""
+    run_dir = Path(run_dir)
+    description = run_description(run_dir)
+    if description["data"]["fingerprint"] != data_fingerprint(data):
         raise ValueError(f"the run in {run_dir} was trained on other data than {data.name!r}")
+    if not (run_dir / "best.pt").exists():
+        raise FileNotFoundError(f"{run_dir} has no best.pt yet: no epoch of it has finished")
     backbone = None
-    if MODELS[result["model"]].needs_backbone:
-        backbone = load_trained(Path(result["backbone_run"]), data, split, device)
-    model = build_model(result["model"], split.num_items, len(split.train), result["options"], backbone=backbone)
-    model.load_state_dict(load_torch(Path(run_dir) / "best.pt", map_location=device)["model"])
-    return model.to(device)
+    if MODELS[description["model"]].needs_backbone:
+        backbone = load_trained(Path(description["backbone_run"]), data, split, device)
+    model = build_model(description["model"], split.num_items, len(split.train), description["options"], backbone=backbone)
+    checkpoint = load_torch(run_dir / "best.pt", map_location=device)
+    model.load_state_dict(checkpoint["model"])
+    return model.to(device), checkpoint["epoch"]
+
+
+def load_trained(run_dir: Path, data: InteractionData, split: Split, device: str) -> SequentialRecommender:
+    """A finished run's model with its best weights (a half-trained one is refused)."""
+    if not is_finished(run_dir):
+        raise FileNotFoundError(f"{run_dir} holds no finished run (no results.json)")
+    return load_best(run_dir, data, split, device)[0]
 
 
 def per_user_test_ranks(run_dir: Path, data: InteractionData, split: Split, device: str = "cpu") -> np.ndarray:
