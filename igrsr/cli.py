@@ -82,6 +82,11 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
         "--patience", type=int, default=None,
         help="epochs without validation NDCG@10 gain before stopping; default 10 (3 on the synthetic data)",
     )  # fmt: skip
+    group.add_argument(
+        "--every-window", action="store_true",
+        help="sequence models (sasrec, bert4rec, ssept, lightrec) train on every max-len window of a long "
+        "history, not only its last, so they see every training target as the prefix-trained models do",
+    )  # fmt: skip
     group.add_argument("--seed", type=int, default=42)
     add_runtime_options(group)
     group.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -138,6 +143,7 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
         weight_decay=args.weight_decay,
         patience=training_option(args, "patience"),
         seed=args.seed,
+        every_window=args.every_window,
         device=resolve_device(args.device),
         eval_batch_size=args.eval_batch_size,
         progress=not args.no_progress,

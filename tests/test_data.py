@@ -279,6 +279,22 @@ def test_sequence_examples_shift_and_cut():
     assert int(short_one["user"]) == 2
 
 
+@pytest.mark.parametrize("length", [2, 4, 5, 7, 12])  # one window, exactly full, one over, several
+def test_every_window_makes_every_item_after_the_first_a_target_once(length):
+    sequences = [np.arange(1, length + 1), np.array([9]), np.array([20, 21])]
+    examples = SequenceExamples(sequences, max_len=3, every_window=True)
+    windows = [examples[i] for i in range(len(examples))]
+    targets = [int(t) for w in windows if int(w["user"]) == 0 for t in w["targets"] if t > 0]
+    assert sorted(targets) == list(range(2, length + 1))
+    for window in windows:  # each target follows its own history, as in the last window
+        history, shifted = window["history"].tolist(), window["targets"].tolist()
+        assert all(h == 0 or t == h + 1 for h, t in zip(history, shifted))
+    assert examples.history_lengths().tolist() == [int((w["history"] > 0).sum()) for w in windows]
+    assert [int(w["user"]) for w in windows][-1] == 2 and 1 not in [int(w["user"]) for w in windows]
+    last_only = SequenceExamples(sequences, max_len=3)
+    assert len(last_only) == 2 and last_only[0]["targets"].tolist() == windows[0]["targets"].tolist()
+
+
 # --- synthetic data --------------------------------------------------------------------------
 
 

@@ -112,7 +112,7 @@ def test_study_runs_only_the_parts_asked_for_with_stage2_settings_of_its_own(dat
     args = ["study", "--data", str(path), "--users", "60", "--out", str(out), "--seeds", "1", "--epochs", "2",
             "--stage2-epochs", "1", "--stage2-lr", "5e-4", "--models", "sasrec,igrsr", "--noise", "0.3",
             "--noise-models", "sasrec", "--ablations", "", "--intents", "", "--prefixes", "2", "--no-progress",
-            "--d-model", "16", "--num-layers", "1", "--max-len", "10", "--batch-size", "64"]  # fmt: skip
+            "--d-model", "16", "--num-layers", "1", "--max-len", "10", "--batch-size", "64", "--every-window"]  # fmt: skip
     assert main(args) == 0
     raw = json.loads((out / "study.json").read_text())
     assert raw["plan"]["noise_fractions"] == [0.0, 0.3] and raw["plan"]["noise_models"] == ["sasrec"]
@@ -123,9 +123,10 @@ def test_study_runs_only_the_parts_asked_for_with_stage2_settings_of_its_own(dat
     for record in raw["records"]:
         train = json.loads((Path(record["run_dir"]) / "results.json").read_text())["train"]
         stage2 = record["model"] == "igrsr"
-        assert (train["epochs"], train["lr"]) == ((1, 5e-4) if stage2 else (2, 1e-3))
+        assert (train["epochs"], train["lr"], train["every_window"]) == ((1, 5e-4, True) if stage2 else (2, 1e-3, True))
     report = (out / "report.md").read_text()
     assert "## Ablations of IGR-SR" not in report and "IGR-SR over its SASRec: lr 0.0005, epoch limit 1" in report
+    assert "every max_len window of each history" in report
 
 
 @pytest.mark.parametrize(

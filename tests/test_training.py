@@ -175,3 +175,18 @@ def test_evaluate_scores_finished_and_interrupted_runs_from_their_best_checkpoin
 def _data_and_split(path):
     data = load_data(str(path))
     return data, leave_one_out(data)
+
+
+def test_every_window_is_its_own_run_and_earlier_runs_keep_their_keys(tmp_path):
+    from igrsr.train.runs import run_key
+
+    data = make_synthetic(num_users=60, num_items=40, seq_len=(6, 30), seed=1)
+    options = dict(max_len=5, d_model=16, num_layers=1, num_heads=2, dropout=0.1)
+    default_key = run_key("sasrec", options, config(), data)
+    assert "every_window" not in default_key["train"]  # as runs recorded before the setting existed
+    assert run_key("sasrec", options, config(every_window=True), data)["train"]["every_window"] is True
+    split = leave_one_out(data)
+    last = train_model("sasrec", data, split, options, config(epochs=1), tmp_path)
+    every = train_model("sasrec", data, split, options, config(epochs=1, every_window=True), tmp_path)
+    assert last["run_dir"] != every["run_dir"] and every["train"]["every_window"]
+    assert last["history"][0]["train_loss"] != every["history"][0]["train_loss"]

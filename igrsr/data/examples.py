@@ -154,28 +154,34 @@ class PrefixExamples(_ConcatenatedSequences):
 
 
 class SequenceExamples(_ConcatenatedSequences):
-    """One example per training sequence, for training on all positions at once (SASRec).
+    """One example per training window, for training on all positions at once (SASRec).
 
-    ``{"history": seq[:-1], "targets": seq[1:], "user": idx}``, both left-padded to
+    ``{"history": window[:-1], "targets": window[1:], "user": idx}``, both left-padded to
     ``max_len`` and aligned (the target of ``history[j]`` is ``targets[j]``; 0 where padded).
-    Sequences longer than ``max_len + 1`` keep their last ``max_len + 1`` items; sequences
-    shorter than 2 give no example.
+    A window is at most ``max_len + 1`` items of a sequence; by default one per sequence, its
+    last items (as SASRec), so the older items of a long sequence are never targets.  With
+    ``every_window`` a long sequence is cut into windows from its end, consecutive ones sharing
+    one item, so every item after the first is a target exactly once per epoch (as it is for
+    the models trained on every prefix).  Sequences shorter than 2 give no example.
     """
 
-    def __init__(self, train_sequences: Sequence[np.ndarray], max_len: int, user_ids=None):
+    def __init__(self, train_sequences: Sequence[np.ndarray], max_len: int, user_ids=None, every_window=False):
         super().__init__(train_sequences, max_len, user_ids)
-        self._kept_sequences = np.flatnonzero(self._lengths >= 2)
+        step = max_len if every_window else np.iinfo(np.int64).max
+        ends = [np.arange(length, 1, -step) for length in self._lengths]
+        self._window_sequence = np.repeat(np.arange(len(ends)), [len(e) for e in ends])
+        self._window_end = np.concatenate(ends).astype(np.int64) if ends else np.zeros(0, dtype=np.int64)
 
     def __len__(self) -> int:
-        return len(self._kept_sequences)
+        return len(self._window_sequence)
 
     def history_lengths(self) -> np.ndarray:
         """Length of each example's (unpadded, at most ``max_len``) history."""
-        return np.minimum(self._lengths[self._kept_sequences] - 1, self.max_len)
+        return np.minimum(self._window_end - 1, self.max_len)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        sequence = self._kept_sequences[index]
-        window = self._sequence(sequence)[-(self.max_len + 1) :]
+        sequence = self._window_sequence[index]
+        window = self._sequence(sequence)[: self._window_end[index]][-(self.max_len + 1) :]
         return {
             "history": pad_left([window[:-1]], self.max_len)[0],
             "targets": pad_left([window[1:]], self.max_len)[0],

@@ -27,6 +27,9 @@ from .trainer import TrainConfig, Trainer, set_seed, target_ranks_of
 SYNTHETIC = "synthetic"
 # Training settings that change how fast a run goes, not what it computes.
 NOT_IN_RUN_KEY = ("device", "eval_batch_size", "progress")
+# Settings added after runs were recorded: at these values they stay out of the key, so the
+# earlier runs (which trained with them) keep their directories and are reused.
+KEYED_WHEN_CHANGED = {"every_window": False}
 
 
 def load_data(path: Optional[str]) -> InteractionData:
@@ -55,7 +58,11 @@ def data_summary(data: InteractionData) -> Dict[str, Any]:
 
 
 def run_key(model_name: str, model_options: Dict, config: TrainConfig, data: InteractionData) -> Dict:
-    training = {k: v for k, v in asdict(config).items() if k not in NOT_IN_RUN_KEY}
+    training = {
+        name: value
+        for name, value in asdict(config).items()
+        if name not in NOT_IN_RUN_KEY and not (name in KEYED_WHEN_CHANGED and value == KEYED_WHEN_CHANGED[name])
+    }
     return {"model": model_name, "options": model_options, "train": training, "data": data_fingerprint(data)}
 
 

@@ -32,6 +32,10 @@ class TrainConfig:
     device: str = "cpu"
     eval_batch_size: Optional[int] = None
     progress: bool = True
+    # Sequence models (SASRec, BERT4Rec, SSE-PT, LightRec) train on every max_len window of a
+    # long history, not only its last: then they see every training target, as the models
+    # trained on every prefix (IGR-SR, ReaRec) do.
+    every_window: bool = False
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "patience"):
@@ -57,9 +61,9 @@ def restore_rng_state(state: Dict) -> None:
     torch.set_rng_state(state["torch"])
 
 
-def training_examples(model: SequentialRecommender, split: Split):
+def training_examples(model: SequentialRecommender, split: Split, every_window: bool = False):
     if model.example_kind == "sequence":
-        return SequenceExamples(split.train, model.max_len)
+        return SequenceExamples(split.train, model.max_len, every_window=every_window)
     return PrefixExamples(split.train, model.max_len)
 
 
@@ -111,7 +115,7 @@ class Trainer:
             [{"params": self.trainable}], lr=config.lr, weight_decay=config.weight_decay
         )
         self.loader_generator = torch.Generator()
-        examples = training_examples(model, split)
+        examples = training_examples(model, split, config.every_window)
         self.loader = DataLoader(
             examples,
             batch_sampler=LengthBucketSampler(examples.history_lengths(), config.batch_size, self.loader_generator),
