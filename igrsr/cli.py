@@ -175,7 +175,7 @@ def format_table(results: List[Dict], columns: Dict[str, str]) -> str:
     lines = [header, "-" * len(header)]
     for result in results:
         cells = [f"{result['test'][name]:>9.4f}" for name in REPORTED_METRICS]
-        cells += [f"{result[key]:>9.1f}" if isinstance(result[key], float) else f"{result[key]!s:>9}" for key in columns]
+        cells += [f"{result[k]:>9.1f}" if isinstance(result[k], float) else f"{result[k]!s:>9}" for k in columns]
         lines.append(f"{result['model']:<14}" + "".join(cells))
     return "\n".join(lines)
 

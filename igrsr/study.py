@@ -452,7 +452,7 @@ def write_report(raw: Dict, out: Path) -> None:
         f"removed from the candidates. Seeds {raw['seeds']}: cells are test mean ± std over seeds. "
         f"Epoch limit {train['epochs']}, early stopping on validation {HEADLINE} (patience "
         f"{train['patience']}), batch {train['batch_size']}, lr {train['lr']}{_stage2_note(raw)}. "
-        + ("Sequence models train on every max_len window of each history, not only its last. " if train["every_window"] else "")
+        + ("Sequence models train on every max_len window of each history. " if train["every_window"] else "")
         + "Raw numbers: `study.json`.",
         "",
         *(QUICK_NOTE if raw["plan"]["name"] == "quick" else []),

@@ -112,7 +112,8 @@ def test_study_runs_only_the_parts_asked_for_with_stage2_settings_of_its_own(dat
     args = ["study", "--data", str(path), "--users", "60", "--out", str(out), "--seeds", "1", "--epochs", "2",
             "--stage2-epochs", "1", "--stage2-lr", "5e-4", "--models", "sasrec,igrsr", "--noise", "0.3",
             "--noise-models", "sasrec", "--ablations", "", "--intents", "", "--prefixes", "2", "--no-progress",
-            "--d-model", "16", "--num-layers", "1", "--max-len", "10", "--batch-size", "64", "--every-window"]  # fmt: skip
+            "--d-model", "16", "--num-layers", "1", "--max-len", "10", "--batch-size", "64",
+            "--every-window"]  # fmt: skip
     assert main(args) == 0
     raw = json.loads((out / "study.json").read_text())
     assert raw["plan"]["noise_fractions"] == [0.0, 0.3] and raw["plan"]["noise_models"] == ["sasrec"]

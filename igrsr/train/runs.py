@@ -167,7 +167,8 @@ def load_best(run_dir: Path, data: InteractionData, split: Split, device: str) -
     backbone = None
     if MODELS[description["model"]].needs_backbone:
         backbone = load_trained(Path(description["backbone_run"]), data, split, device)
-    model = build_model(description["model"], split.num_items, len(split.train), description["options"], backbone=backbone)
+    num_users = len(split.train)
+    model = build_model(description["model"], split.num_items, num_users, description["options"], backbone=backbone)
     checkpoint = load_torch(run_dir / "best.pt", map_location=device)
     model.load_state_dict(checkpoint["model"])
     return model.to(device), checkpoint["epoch"]
