@@ -263,8 +263,8 @@ def study_plan(args: argparse.Namespace) -> StudyPlan:
         fractions = parse_list(args.noise, float, "--noise")
         if any(not 0 <= fraction < 1 for fraction in fractions):
             raise SystemExit(f"--noise: fractions must be in [0, 1), got {args.noise!r}")
-        # The clean run is what every drop is measured from.
-        changes["noise_fractions"] = tuple(sorted({0.0, *fractions}))
+        # The clean run is what every drop is measured from; an empty list skips the part.
+        changes["noise_fractions"] = tuple(sorted({0.0, *fractions})) if fractions else ()
     if args.noise_models is not None:
         changes["noise_models"] = tuple(parse_models(args.noise_models, "--noise-models")) if args.noise_models else ()
     if args.intents is not None:

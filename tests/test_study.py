@@ -150,6 +150,7 @@ def test_study_plan_options_allow_spaces_after_the_commas():
     plan = study_plan(args)
     assert plan.models == ("sasrec", "igrsr") and plan.ablations == ("IGR-SR", "w/o LID", "w/o ICR")
     assert plan.noise_fractions == (0.0, 0.1, 0.2) and plan.intent_counts == (1, 3)
+    assert study_plan(build_parser().parse_args(["study", "--noise", ""])).noise_fractions == ()
 
 
 def test_report_sets_the_measured_numbers_against_the_papers_claims():
