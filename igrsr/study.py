@@ -381,7 +381,8 @@ def percent_change(value: float, reference: float) -> float:
 
 
 def _relative_change(value: float, reference: float) -> str:
-    return f"{percent_change(value, reference):+.1f}%" if reference else "n/a"
+    change = percent_change(value, reference)
+    return "n/a" if np.isnan(change) else f"{change:+.1f}%"
 
 
 def ablation_table(raw: Dict) -> List[str]:
