@@ -2,9 +2,9 @@
 
     python benchmarks/summarize.py benchmarks/results/<date>/bench_*.json
 
-Within a group (same op, mode and size) every entry's median is compared with the
-reference's and with the fastest public peer's (SDPA flash, FlexAttention, eager), when
-those ran: "x ref" > 1 means faster than the reference.
+The files are merged into one table.  Within a group (same op, mode and size) every
+entry's median is compared with the reference's and with the fastest public peer's (SDPA
+flash, FlexAttention, eager), when those ran: "x ref" > 1 means faster than the reference.
 """
 
 import json
@@ -24,24 +24,37 @@ def format_value(value) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-def summarize(path: str) -> str:
-    with open(path, encoding="utf-8") as handle:
-        text = handle.read()
-    if not text.strip():  # pytest-benchmark writes the file only when the suite finishes
-        return f"{path}: no results (the suite did not finish)"
-    report = json.loads(text)
-    info = report.get("machine_info", {}).get("igrsr", {})
+def load_reports(paths):
+    """(machine info of the first file that has results, every benchmark of all files, notes on
+    files without results).  Files are merged so that a suite run in parts (FlexAttention on
+    its own) still compares within one group."""
+    info, benchmarks, notes = None, [], []
+    for path in paths:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+        if not text.strip():  # pytest-benchmark writes nothing when the suite was killed
+            notes.append(f"{path}: no results (nothing ran, or the suite was killed)")
+            continue
+        report = json.loads(text)
+        if info is None:
+            info = report.get("machine_info", {}).get("igrsr", {})
+        benchmarks.extend(report["benchmarks"])
+    return info or {}, benchmarks, notes
+
+
+def summarize(paths) -> str:
+    info, benchmarks, notes = load_reports(paths)
     groups = defaultdict(dict)
-    for bench in report["benchmarks"]:
+    for bench in benchmarks:
         groups[bench["group"]][backend_of(bench)] = bench["stats"]["median"]
-    lines = [
+    lines = notes + [
         f"device: {info.get('device')}, torch {info.get('torch')}, CUDA {info.get('cuda')}, "
         f"Triton {info.get('triton')}, {info.get('date')}",
         "",
         "| benchmark | median ms | x ref | x best peer | " + " | ".join(COLUMNS) + " |",
         "|---|---|---|---|" + "---|" * len(COLUMNS),
     ]
-    for bench in report["benchmarks"]:
+    for bench in sorted(benchmarks, key=lambda b: b["group"]):
         median = bench["stats"]["median"]
         group = groups[bench["group"]]
         versus_reference = group["reference"] / median if "reference" in group else ""
@@ -59,4 +72,4 @@ def summarize(path: str) -> str:
 if __name__ == "__main__":
     if len(sys.argv) < 2:
         sys.exit("usage: python benchmarks/summarize.py BENCHMARK_JSON...")
-    print("\n\n".join(summarize(path) for path in sys.argv[1:]))
+    print(summarize(sys.argv[1:]))

@@ -1,34 +1,40 @@
 #!/usr/bin/env bash
-# One-shot GPU check: build the CUDA extension, run the GPU tests and the GPU benchmarks, and
-# write everything under $OUT (default: benchmarks/results/<date>).  Meant for a lent GPU
-# machine with torch, Triton, nvcc, pytest and pytest-benchmark already installed:
-#     OUT=/some/dir bash scripts/gpu_check.sh
+# One-shot GPU check: build the CUDA extension, run the test suite (its CUDA variants included)
+# and the GPU benchmarks, and keep every log and JSON under $RESULTS.  Meant for a lent GPU
+# machine with torch, Triton, nvcc, pytest, pytest-xdist and pytest-benchmark installed:
+#     RESULTS=benchmarks/results/<date>-h200 bash scripts/gpu_check.sh
+#     ARCHIVE=$OUT/gpu_check.tar.gz bash scripts/gpu_check.sh    # also pack $RESULTS into one file
 # Every stage has its own time limit (seconds, overridable below) and its own output file, so
-# a stage that runs long costs only itself: what finished before it is kept.  The limits add
-# up to under 10 minutes, one device command.
+# a stage that runs long costs only itself.  A stage past its limit gets SIGINT first, on which
+# pytest still writes its JUnit XML and pytest-benchmark its JSON for what finished.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-benchmarks/results/$(date -u +%Y-%m-%d)}
+PYTHON=${PYTHON:-python3}
+RESULTS=${RESULTS:-benchmarks/results/$(date -u +%Y-%m-%d)-gpu}
+ARCHIVE=${ARCHIVE:-}
 BUILD_LIMIT=${BUILD_LIMIT:-150}
 TEST_LIMIT=${TEST_LIMIT:-120}
-BENCH_LIMITS=${BENCH_LIMITS:-"attention:240 info_nce:45 training_step:30"}
-mkdir -p "$OUT"
+# FlexAttention last and on its own: torch.compile makes it the slowest suite to start.
+BENCH_LIMITS=${BENCH_LIMITS:-"attention:not_flex:80 info_nce:gpu:60 training_step::25 attention:flex:50"}
+BENCH_TEST_LIMIT=${BENCH_TEST_LIMIT:-25}  # one benchmark case, where pytest-timeout is installed
+mkdir -p "$RESULTS"
 export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
-export MAX_JOBS=${MAX_JOBS:-8}
+export MAX_JOBS=${MAX_JOBS:-16}
+export PYTHONUNBUFFERED=1
 status=0
 
-stage() {  # stage NAME LIMIT COMMAND...: run COMMAND under LIMIT seconds, log to $OUT/NAME.log
+stage() {  # stage NAME LIMIT COMMAND...: run COMMAND under LIMIT seconds, log to $RESULTS/NAME.log
     local name=$1 limit=$2
     shift 2
     local started=$SECONDS
-    timeout --kill-after=10 "$limit" "$@" > "$OUT/$name.log" 2>&1
+    timeout --signal=INT --kill-after=15 "$limit" "$@" > "$RESULTS/$name.log" 2>&1
     local rc=$?
-    echo "$name: exit $rc after $((SECONDS - started)) s (limit $limit s)" | tee -a "$OUT/stages.txt"
-    tail -n 15 "$OUT/$name.log"
+    echo "$name: exit $rc after $((SECONDS - started)) s (limit $limit s)" | tee -a "$RESULTS/stages.txt"
+    tail -n 8 "$RESULTS/$name.log"
     [ "$rc" -eq 0 ] || status=1
 }
 
-python - <<'PY' > "$OUT/environment.json"
+"$PYTHON" - <<'PY' > "$RESULTS/environment.json"
 import json, platform, datetime, torch
 try:
     import triton; triton_version = triton.__version__
@@ -41,15 +47,23 @@ print(json.dumps({
     "python": platform.python_version(),
 }, indent=2))
 PY
-cat "$OUT/environment.json"
-stage build "$BUILD_LIMIT" pip install --no-build-isolation --no-deps -e .
-stage gpu_tests "$TEST_LIMIT" python -m pytest tests/test_triton_attention.py tests/test_info_nce_compiled.py \
-    tests/test_models.py -q -rf --junitxml="$OUT/gpu_tests.xml"
+cat "$RESULTS/environment.json"
+stage build "$BUILD_LIMIT" "$PYTHON" -m pip install --no-build-isolation --no-deps -e .
+"$PYTHON" -c "import igrsr.ops.compiled as c; print('compiled extension:', c.LOAD_ERROR or 'loaded')" \
+    | tee -a "$RESULTS/stages.txt"
+workers=$("$PYTHON" -c "import xdist" 2>/dev/null && echo "-n 8")
+per_case_limit=$("$PYTHON" -c "import pytest_timeout" 2>/dev/null && echo "--timeout=$BENCH_TEST_LIMIT")
+stage tests "$TEST_LIMIT" "$PYTHON" -m pytest tests -q -rfE $workers --junitxml="$RESULTS/tests.xml"
 for entry in $BENCH_LIMITS; do
-    suite=${entry%%:*}
-    stage "bench_$suite" "${entry##*:}" python -m pytest "benchmarks/bench_$suite.py" --benchmark-only -q \
-        --benchmark-json="$OUT/bench_$suite.json" --benchmark-min-rounds=3 --benchmark-max-time=0.5
+    IFS=: read -r suite filter limit <<< "$entry"
+    name=bench_${suite}${filter:+_${filter}}
+    stage "$name" "$limit" "$PYTHON" -m pytest "benchmarks/bench_$suite.py" --benchmark-only -q $per_case_limit \
+        ${filter:+-k "${filter//_/ }"} --benchmark-json="$RESULTS/$name.json" \
+        --benchmark-min-rounds=3 --benchmark-max-time=0.5
 done
-python benchmarks/summarize.py "$OUT"/bench_*.json > "$OUT/summary.md" 2>&1 || true
-cat "$OUT/summary.md"
+"$PYTHON" benchmarks/summarize.py "$RESULTS"/bench_*.json > "$RESULTS/summary.md" 2>&1 || status=1
+cat "$RESULTS/stages.txt" "$RESULTS/summary.md"
+if [ -n "$ARCHIVE" ]; then
+    tar -czf "$ARCHIVE" -C "$(dirname "$RESULTS")" "$(basename "$RESULTS")"
+fi
 exit $status
