@@ -14,6 +14,7 @@ RESULTS=${RESULTS:-benchmarks/results/$(date -u +%Y-%m-%d)-gpu}
 ARCHIVE=${ARCHIVE:-}
 BUILD_LIMIT=${BUILD_LIMIT:-150}
 TEST_LIMIT=${TEST_LIMIT:-120}
+TESTS=${TESTS:-tests}  # what pytest runs; e.g. only the files with CUDA variants
 # FlexAttention last and on its own: torch.compile makes it the slowest suite to start.
 BENCH_LIMITS=${BENCH_LIMITS:-"attention:not_flex:80 info_nce:gpu:60 training_step::25 attention:flex:50"}
 BENCH_TEST_LIMIT=${BENCH_TEST_LIMIT:-25}  # one benchmark case, where pytest-timeout is installed
@@ -53,7 +54,7 @@ stage build "$BUILD_LIMIT" "$PYTHON" -m pip install --no-build-isolation --no-de
     | tee -a "$RESULTS/stages.txt"
 workers=$("$PYTHON" -c "import xdist" 2>/dev/null && echo "-n 8")
 per_case_limit=$("$PYTHON" -c "import pytest_timeout" 2>/dev/null && echo "--timeout=$BENCH_TEST_LIMIT")
-stage tests "$TEST_LIMIT" "$PYTHON" -m pytest tests -q -rfE $workers --junitxml="$RESULTS/tests.xml"
+stage tests "$TEST_LIMIT" "$PYTHON" -m pytest $TESTS -q -rfE $workers --junitxml="$RESULTS/tests.xml"
 for entry in $BENCH_LIMITS; do
     IFS=: read -r suite filter limit <<< "$entry"
     name=bench_${suite}${filter:+_${filter}}

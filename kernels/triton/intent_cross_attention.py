@@ -22,7 +22,7 @@ import triton.language as tl
 from .common import LOG2_E, dot, mask_pointer, needs_fp32_dot
 from .interpreter import is_interpreting
 
-INTENT_BLOCK = 16
+INTENT_BLOCK = tl.constexpr(16)  # jitted code may read a global only when it is a constexpr
 # Programs per streaming multiprocessor the dk/dv reduction aims for: enough to hide latency
 # at small B·H, few enough that summing the partials stays negligible.
 PROGRAMS_PER_PROCESSOR = 4

@@ -109,3 +109,8 @@ T __shfl_xor_sync(unsigned int /*mask*/, T value, int lane_mask) {
 }
 
 inline float __expf(float x) { return std::exp(x); }
+// Correctly rounded arithmetic that the device compiler may not contract; std::fma is fused.
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline double __dmul_rn(double a, double b) { return a * b; }
+inline float __fmaf_rn(float a, float b, float c) { return std::fma(a, b, c); }
+inline double __fma_rn(double a, double b, double c) { return std::fma(a, b, c); }

@@ -1,0 +1,98 @@
+"""Compile every Triton kernel for a GPU target without a GPU: ``python tests/compile_triton_kernels.py``.
+
+Triton's interpreter (how the kernels are tested on CPUs) does not check what only the
+compiler checks: which globals a kernel may read, the types of ``tl.dot`` operands, shared
+memory per block.  This compiles each kernel down to a cubin (Triton's wheel carries ptxas),
+with the block sizes, warps and stages the launchers choose on a GPU: for sm_90 with every
+dtype and the smallest and largest head dims, for sm_80 with the largest (the most shared
+memory); and checks that its shared memory fits the target.  Prints one line per kernel and exits non-zero on the first failure.
+Must run without TRITON_INTERPRET, which turns kernels into interpreted functions.
+"""
+
+import sys
+
+import torch
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+from igrsr.kernels.triton import causal_attention as causal
+from igrsr.kernels.triton import intent_cross_attention as cross
+from igrsr.kernels.triton.common import needs_fp32_dot
+
+# Largest shared memory one block may use (opt-in), in bytes.
+SHARED_MEMORY = {80: 166912, 90: 232448}
+TRITON_TYPES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
+BYTE_POINTERS = {"INTENT_MASK", "KEY_REAL"}
+FP32_POINTERS = {"LSE", "DELTA", "GRAD_K_PARTIAL", "GRAD_V_PARTIAL"}
+
+
+def signature(kernel, dtype, constexprs):
+    """Argument types by naming convention: upper-case names are pointers, ``*scale`` floats,
+    other lower-case names int32."""
+    types = {}
+    for param in kernel.params:
+        name = param.name
+        if param.is_constexpr:
+            types[name] = "constexpr"
+        elif name in BYTE_POINTERS:
+            types[name] = "*u8"
+        elif name in FP32_POINTERS:
+            types[name] = "*fp32"
+        elif name.isupper():
+            types[name] = "*" + TRITON_TYPES[dtype]
+        elif name.endswith("scale"):
+            types[name] = "fp32"
+        else:
+            types[name] = "i32"
+    missing = {name for name, kind in types.items() if kind == "constexpr"} - set(constexprs)
+    if missing:
+        raise ValueError(f"{kernel.fn.__name__}: no value for constexpr {sorted(missing)}")
+    return types
+
+
+def launches(dtype, head_dim):
+    """(kernel, constexprs, num_warps, num_stages) of every launch, as the launchers choose them."""
+    fp32_dot = needs_fp32_dot(dtype)
+    rows, warps = cross._block_rows(), cross._num_warps(head_dim)
+    cross_constexprs = dict(HAS_MASK=True, HEAD_DIM=head_dim, BLOCK_L=rows, FP32_DOT=fp32_dot)
+    forward, backward = causal._forward_config(head_dim, dtype), causal._backward_config(head_dim, dtype)
+    return [
+        (cross._cross_attention_fwd_kernel, cross_constexprs, warps, 3),
+        (cross._cross_attention_bwd_kernel, cross_constexprs, warps, 3),
+        (
+            causal._causal_attention_fwd_kernel,
+            dict(HAS_PADDING=True, HEAD_DIM=head_dim, BLOCK_M=forward.block_m, BLOCK_N=forward.block_n,
+                 FP32_DOT=fp32_dot),
+            forward.num_warps, forward.num_stages,
+        ),
+        (causal._bwd_preprocess_kernel, dict(HEAD_DIM=head_dim, BLOCK_M=backward.block_m2), 4, 3),
+        (
+            causal._causal_attention_bwd_kernel,
+            dict(HAS_PADDING=True, HEAD_DIM=head_dim, BLOCK_M1=backward.block_m1, BLOCK_N1=backward.block_n1,
+                 BLOCK_M2=backward.block_m2, BLOCK_N2=backward.block_n2, FP32_DOT=fp32_dot),
+            backward.num_warps, backward.num_stages,
+        ),
+    ]
+
+
+TARGETS = [(90, dtype, head_dim) for dtype in TRITON_TYPES for head_dim in (16, 128)]
+TARGETS += [(80, dtype, 128) for dtype in TRITON_TYPES]
+
+
+def main():
+    for arch, dtype, head_dim in TARGETS:
+        for kernel, constexprs, num_warps, num_stages in launches(dtype, head_dim):
+            source = ASTSource(fn=kernel, signature=signature(kernel, dtype, constexprs), constexprs=constexprs)
+            compiled = triton.compile(
+                source, target=GPUTarget("cuda", arch, 32), options=dict(num_warps=num_warps, num_stages=num_stages)
+            )
+            shared = compiled.metadata.shared
+            name = kernel.fn.__name__
+            print(f"sm_{arch} {TRITON_TYPES[dtype]} head_dim={head_dim} {name}: {shared} B shared", flush=True)
+            if shared > SHARED_MEMORY[arch]:
+                sys.exit(f"{name} needs {shared} B of shared memory, sm_{arch} has {SHARED_MEMORY[arch]}")
+
+
+if __name__ == "__main__":
+    main()
