@@ -15,13 +15,15 @@ timings mean nothing.
 
 ``benchmark.extra_info`` holds the shape, TFLOP/s (causal; causal FLOPs counted once, the
 backward as 2.5× the forward, the same count for every backend), GB/s (cross-attention;
-the minimum bytes each pass must move) and, on a GPU, peak allocated memory.
+the minimum bytes each pass must move) and, on a GPU, the peak memory the step allocates
+above its inputs.
 """
 
 import functools
 
 import pytest
 import torch
+from conftest import cuda_peak_mib, reset_cuda_peak
 
 from igrsr.ops import causal_attention, intent_cross_attention
 
@@ -66,8 +68,7 @@ def forward_or_training_step(function, inputs, mode):
 def time_it(benchmark, step):
     """Run ``step`` under pytest-benchmark; returns the median seconds (None if disabled)."""
     if ON_GPU:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
+        baseline = reset_cuda_peak()
 
         def synchronized():
             step()
@@ -78,7 +79,7 @@ def time_it(benchmark, step):
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
             pytest.skip(f"out of GPU memory ({benchmark.group})")
-        benchmark.extra_info["peak_memory_mib"] = torch.cuda.max_memory_allocated() / 2**20
+        benchmark.extra_info["peak_memory_mib"] = cuda_peak_mib(baseline)
     else:
         benchmark.pedantic(step, rounds=2, warmup_rounds=1)
     return benchmark.stats.stats.median if benchmark.stats else None

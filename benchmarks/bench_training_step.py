@@ -2,13 +2,15 @@
 
     pytest benchmarks/bench_training_step.py --benchmark-only
 
-On a GPU: L = 512 histories, d = 64, 2 heads, batch 128, bf16 autocast, for ``triton`` and
-``reference`` (the goal: triton at least 1.5× faster).  Without a GPU only the reference runs,
+On a GPU: L = 512 histories, d = 64, 2 heads, batch 128, bf16 autocast, for ``triton``
+(Triton attention; InfoNCE on its best kernel, see ``igrsr.ops.backend_for``) and ``reference``
+(PyTorch everywhere; the goal: triton at least 1.5× faster).  Without a GPU only the reference runs,
 at a small size, as a smoke test.
 """
 
 import pytest
 import torch
+from conftest import cuda_peak_mib, reset_cuda_peak
 
 from igrsr import IGRSR, SASRec
 
@@ -55,8 +57,7 @@ def test_igrsr_training_step(benchmark, backend):
         if ON_GPU:
             torch.cuda.synchronize()
 
-    if ON_GPU:
-        torch.cuda.reset_peak_memory_stats()
+    baseline = reset_cuda_peak() if ON_GPU else 0
     benchmark.pedantic(step, rounds=10 if ON_GPU else 2, warmup_rounds=2 if ON_GPU else 1)
     if ON_GPU:
-        benchmark.extra_info["peak_memory_mib"] = torch.cuda.max_memory_allocated() / 2**20
+        benchmark.extra_info["peak_memory_mib"] = cuda_peak_mib(baseline)

@@ -1,6 +1,7 @@
 """Benchmark set-up: interpreter mode without a GPU, and versions in the JSON."""
 
 import datetime
+import gc
 import os
 import platform
 
@@ -40,3 +41,20 @@ def pytest_benchmark_generate_json(config, benchmarks, include_data, machine_inf
         if not bench.stats.data:
             bench.fixture.has_error = True
     yield
+
+
+def reset_cuda_peak() -> int:
+    """Frees what earlier cases left and resets the peak; returns the bytes allocated now, the
+    baseline that :func:`cuda_peak_mib` subtracts (a case's inputs are part of it)."""
+    gc.collect()
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    return torch.cuda.memory_allocated()
+
+
+def cuda_peak_mib(baseline: int) -> float:
+    """Peak allocated memory above ``baseline`` since :func:`reset_cuda_peak`, in MiB: what the
+    step itself needed, whatever earlier cases still hold."""
+    torch.cuda.synchronize()
+    return (torch.cuda.max_memory_allocated() - baseline) / 2**20

@@ -42,7 +42,10 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--mask-prob", type=float, default=0.5, help="IGR-SR: intent drop probability per view")
     group.add_argument("--temperature", type=float, default=0.1, help="IGR-SR: InfoNCE temperature")
     group.add_argument("--cl-weight", type=float, default=0.1, help="IGR-SR: InfoNCE weight lambda")
-    group.add_argument("--backend", default="auto", help="kernel backend: auto, reference, triton, cpu, cuda")
+    group.add_argument(
+        "--backend", default="auto",
+        help="kernel backend: auto, reference, or triton (attention) / cuda, cpu (InfoNCE), the other ops on auto",
+    )
     add_model_specific_options(parser)
 
 

@@ -287,17 +287,22 @@ PAPER_BEST_INTENTS = (3, 4)
 PAPER_ABLATION_MIN_LOSS = 2.0  # percent of HR@10 lost without each component
 
 
+def best_baselines(raw: Dict) -> Dict[str, Tuple[str, float]]:
+    """``{metric: (label, test mean)}`` of the best main-table baseline (not IGR-SR, not pop)."""
+    baselines = {row["label"]: row["test_mean"] for row in _rows(raw, "main") if row["label"] not in ("igrsr", "pop")}
+    if not baselines:
+        return {}
+    best = {metric: max(baselines, key=lambda label: baselines[label][metric]) for metric in TABLE_METRICS}
+    return {metric: (label, baselines[label][metric]) for metric, label in best.items()}
+
+
 def gain_over_best_baseline(raw: Dict) -> Optional[Dict[str, Tuple[str, float]]]:
     """``{metric: (best baseline, IGR-SR's relative gain over it in %)}`` of the main table."""
     rows = {row["label"]: row["test_mean"] for row in _rows(raw, "main")}
-    baselines = {label: metrics for label, metrics in rows.items() if label not in ("igrsr", "pop")}
-    if "igrsr" not in rows or not baselines:
+    best = best_baselines(raw)
+    if "igrsr" not in rows or not best:
         return None
-    gains = {}
-    for metric in TABLE_METRICS:
-        best = max(baselines, key=lambda label: baselines[label][metric])
-        gains[metric] = (best, percent_change(rows["igrsr"][metric], baselines[best][metric]))
-    return gains
+    return {metric: (label, percent_change(rows["igrsr"][metric], value)) for metric, (label, value) in best.items()}
 
 
 def noise_drops(raw: Dict, fraction: float = 0.2) -> Dict[str, float]:
@@ -483,7 +488,9 @@ def write_report(raw: Dict, out: Path) -> None:
         lines += ["", "## Ablations of IGR-SR", "", *ablation_table(raw)]
     sweeps = sweep_points(raw)
     if sweeps:
-        plot_sweeps(sweeps, HEADLINE, out / "sweeps.png")
+        # The best baseline as a line: the scale on which the points differ.
+        reference = best_baselines(raw).get(HEADLINE)
+        plot_sweeps(sweeps, HEADLINE, out / "sweeps.png", reference)
         lines += ["", "## Sensitivity to m and k", ""]
         for option in SWEPT_OPTIONS:
             lines += [*sweep_table(raw, option), ""]

@@ -124,6 +124,24 @@ def test_igrsr_rejects_bad_options(bad):
         IGRSR(make_sasrec(), **bad)
 
 
+def test_a_model_backend_applies_to_the_ops_that_have_it():
+    """One backend name for the whole model: ops without it run on auto; unknown names fail
+    when the model is built, naming the argument."""
+    from igrsr.nn import CausalSelfAttention, IntentCrossAttention
+
+    def attention_backends(model):
+        return {m.backend for m in model.modules() if isinstance(m, (CausalSelfAttention, IntentCrossAttention))}
+
+    model = IGRSR(make_sasrec(), backend="triton")
+    assert attention_backends(model) == {"triton"} and model.consistency.backend == "auto"
+    model = IGRSR(make_sasrec(), backend="cuda")
+    assert attention_backends(model) == {"auto"} and model.consistency.backend == "cuda"
+    model = IGRSR(make_sasrec(), backend="reference")
+    assert attention_backends(model) == {"reference"} and model.consistency.backend == "reference"
+    with pytest.raises(ValueError, match="backend must be 'auto' or one of"):
+        IGRSR(make_sasrec(), backend="tritn")
+
+
 def test_sasrec_rejects_unknown_loss_and_too_long_history():
     with pytest.raises(ValueError, match="loss"):
         SASRec(NUM_ITEMS, loss="hinge")

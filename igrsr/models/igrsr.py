@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..nn import CausalTransformerLayer, DeliberativeReasonerLayer, InfoNCELoss
+from ..nn import CausalTransformerLayer, DeliberativeReasonerLayer, InfoNCELoss, use_backend
 from .base import SequentialRecommender
 from .sasrec import SASRec, SASRecEncoder
 
@@ -185,7 +185,8 @@ class IGRSR(SequentialRecommender):
         mask_prob: probability of dropping each intent in an ICR view.
         temperature: InfoNCE temperature ``τ``.
         cl_weight: ``λ``, weight of the InfoNCE term (0 turns ICR off).
-        backend: kernel backend for attention and InfoNCE (``"auto"``, ``"reference"``, ...).
+        backend: kernel backend of every attention and InfoNCE layer, the distiller's too
+            (``"auto"``, ``"reference"``, or one op's backend: see :func:`igrsr.ops.backend_for`).
         intent_source: ``"distiller"`` (the LID) or ``"free"`` (ablation w/o LID).
         fusion: ``"cross_attention"`` (the IDR) or ``"concat"`` (ablation w/o cross-attention).
     """
@@ -220,7 +221,8 @@ class IGRSR(SequentialRecommender):
         d_model = backbone.item_embeddings.shape[1]
         # `distiller` is where the raw intents T_I come from: the LID, or free vectors (ablation).
         if intent_source == "distiller":
-            self.distiller = LatentIntentDistiller(copy.deepcopy(backbone.encoder), num_prefix, num_intents)
+            encoder = use_backend(copy.deepcopy(backbone.encoder), backend)
+            self.distiller = LatentIntentDistiller(encoder, num_prefix, num_intents)
         else:
             self.distiller = FreeIntents(num_intents, d_model)
         self.projection = IntentProjection(self.distiller.d_intent, d_model)

@@ -1,6 +1,7 @@
 """Layers: drop-in modules over :mod:`igrsr.ops`."""
 
 from .attention import CausalSelfAttention, IntentCrossAttention
+from .backends import use_backend
 from .dropout import Dropout
 from .losses import InfoNCELoss
 from .transformer import CausalTransformerLayer, DeliberativeReasonerLayer, FeedForward
@@ -13,4 +14,5 @@ __all__ = [
     "FeedForward",
     "InfoNCELoss",
     "IntentCrossAttention",
+    "use_backend",
 ]

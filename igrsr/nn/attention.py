@@ -5,7 +5,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ..ops import causal_attention, intent_cross_attention
+from ..ops import backend_for, causal_attention, intent_cross_attention
 from .dropout import Dropout
 
 
@@ -33,11 +33,13 @@ class CausalSelfAttention(nn.Module):
     padded rows come out as zeros.
     """
 
+    OP = "causal_attention"  # the op whose backend ``backend`` names
+
     def __init__(self, d_model: int, num_heads: int, dropout: float = 0.0, backend: str = "auto"):
         super().__init__()
         check_heads(d_model, num_heads)
         self.num_heads = num_heads
-        self.backend = backend
+        self.backend = backend_for(self.OP, backend)
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.out = nn.Linear(d_model, d_model)
         self.dropout = Dropout(dropout)
@@ -59,6 +61,8 @@ class IntentCrossAttention(nn.Module):
     Intents carry no positions.  A row whose intents are all masked receives zeros.
     """
 
+    OP = "intent_cross_attention"
+
     def __init__(
         self,
         d_model: int,
@@ -70,7 +74,7 @@ class IntentCrossAttention(nn.Module):
         super().__init__()
         check_heads(d_model, num_heads)
         self.num_heads = num_heads
-        self.backend = backend
+        self.backend = backend_for(self.OP, backend)
         self.query = nn.Linear(d_model, d_model)
         self.key_value = nn.Linear(d_intent or d_model, 2 * d_model)
         self.out = nn.Linear(d_model, d_model)

@@ -5,11 +5,13 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ..ops import info_nce
+from ..ops import backend_for, info_nce
 
 
 class InfoNCELoss(nn.Module):
     """InfoNCE between two views; see :func:`igrsr.ops.info_nce` for the arguments."""
+
+    OP = "info_nce"
 
     def __init__(
         self,
@@ -24,7 +26,7 @@ class InfoNCELoss(nn.Module):
         self.normalize = normalize
         self.symmetric = symmetric
         self.reduction = reduction
-        self.backend = backend
+        self.backend = backend_for(self.OP, backend)
 
     def forward(
         self,

@@ -30,9 +30,28 @@ def available_backends(op: str, device="cpu"):
     return DISPATCHERS[op].available(torch.device(device))
 
 
+def backend_for(op: str, backend: str) -> str:
+    """What ``op`` runs for one backend name given to a whole layer or model: the name itself
+    where ``op`` has it (``"auto"`` and ``"reference"`` everywhere), else ``"auto"``, as for
+    the IGRSR_BACKEND variable.  So ``backend="triton"`` puts IGR-SR's attention on the Triton
+    kernels and leaves its InfoNCE, which has no Triton kernel, on its best one.  A name that
+    no op has is an error at once, not at the first forward."""
+    if op not in DISPATCHERS:
+        raise ValueError(f"unknown op {op!r}; expected one of {sorted(DISPATCHERS)}")
+    if not isinstance(backend, str):
+        raise TypeError(f"backend must be a string, got {type(backend).__name__}")
+    if backend == "auto" or backend in DISPATCHERS[op].backends():
+        return backend
+    known = sorted({name for dispatcher in DISPATCHERS.values() for name in dispatcher.backends()})
+    if backend not in known:
+        raise ValueError(f"backend must be 'auto' or one of {known}, got {backend!r}")
+    return "auto"
+
+
 __all__ = [
     "BackendUnavailableError",
     "available_backends",
+    "backend_for",
     "causal_attention",
     "info_nce",
     "intent_cross_attention",

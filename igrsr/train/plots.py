@@ -1,7 +1,7 @@
 """Figures: training curves beside a run's JSON, and the study's noise and sweep plots."""
 
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import matplotlib
 
@@ -41,12 +41,21 @@ def plot_noise_robustness(curves: Dict[str, List[Tuple[float, float]]], metric: 
     plt.close(figure)
 
 
-def plot_sweeps(sweeps: Dict[str, List[Tuple[float, float, float]]], metric: str, path: Path) -> None:
-    """One panel per swept hyperparameter: ``metric`` (mean ± std over seeds) against its value."""
+def plot_sweeps(
+    sweeps: Dict[str, List[Tuple[float, float, float]]],
+    metric: str,
+    path: Path,
+    reference: Optional[Tuple[str, float]] = None,
+) -> None:
+    """One panel per swept hyperparameter: ``metric`` (mean ± std over seeds) against its value;
+    ``reference`` (label, value), e.g. the best baseline, as a dashed line."""
     figure, axes = plt.subplots(1, len(sweeps), figsize=(5 * len(sweeps), 3.6), squeeze=False)
     for axis, (name, points) in zip(axes[0], sweeps.items()):
         values, means, stds = zip(*points)
-        axis.errorbar(values, means, yerr=stds, marker="o", ms=3, capsize=3)
+        axis.errorbar(values, means, yerr=stds, marker="o", ms=3, capsize=3, label="IGR-SR")
+        if reference is not None:
+            axis.axhline(reference[1], color="gray", linestyle="--", label=reference[0])
+            axis.legend()
         axis.set(xlabel=name, ylabel=f"test {metric}", title=f"IGR-SR: {name}")
         axis.set_xticks(values)
     figure.tight_layout()

@@ -2,7 +2,7 @@
 # The LastFM sweeps (m, k) and ReaRec-ERL/PRL, run side by side on one lent GPU, over the seed-42
 # SASRec and IGR-SR of reports/lastfm-study-2026-11-27 (copied in as RUNS, so they are reused,
 # not retrained).  Usage, from the repository root of an installed igrsr:
-#     DATA=path/LastFM.txt RUNS=dir/with/LastFM/runs LIMIT=seconds PACK=dir bash reports/lastfm-gpu-2026-11-27/gpu_run.sh
+#     DATA=path/LastFM.txt RUNS=dir/with/LastFM/runs LIMIT=seconds PACK=dir bash reports/lastfm-sweeps-2026-11-27/gpu_run.sh
 # Each part is its own `igrsr study` process (one CPU thread each; the GPU is shared): the
 # processes share RUNS, and `igrsr study` with the same arguments later resumes any run cut off
 # by LIMIT from its last checkpoint and writes the combined report.  New run directories are
