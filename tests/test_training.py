@@ -190,3 +190,12 @@ def test_every_window_is_its_own_run_and_earlier_runs_keep_their_keys(tmp_path):
     every = train_model("sasrec", data, split, options, config(epochs=1, every_window=True), tmp_path)
     assert last["run_dir"] != every["run_dir"] and every["train"]["every_window"]
     assert last["history"][0]["train_loss"] != every["history"][0]["train_loss"]
+
+
+@pytest.mark.parametrize("model_name", ["pop", "rearec-erl", "igrsr"])
+def test_every_window_leaves_prefix_models_keys_alone(model_name):
+    from igrsr.train.runs import run_key
+
+    data = make_synthetic(num_users=20, num_items=40, seq_len=(6, 12), seed=1)
+    options = dict(max_len=5, d_model=16, num_layers=1, num_heads=2)
+    assert run_key(model_name, options, config(every_window=True), data) == run_key(model_name, options, config(), data)

@@ -30,6 +30,8 @@ NOT_IN_RUN_KEY = ("device", "eval_batch_size", "progress")
 # Settings added after runs were recorded: at these values they stay out of the key, so the
 # earlier runs (which trained with them) keep their directories and are reused.
 KEYED_WHEN_CHANGED = {"every_window": False}
+# Settings that only change what a sequence model (one example per window) trains on.
+SEQUENCE_MODELS_ONLY = ("every_window",)
 
 
 def load_data(path: Optional[str]) -> InteractionData:
@@ -58,10 +60,13 @@ def data_summary(data: InteractionData) -> Dict[str, Any]:
 
 
 def run_key(model_name: str, model_options: Dict, config: TrainConfig, data: InteractionData) -> Dict:
+    ignored = NOT_IN_RUN_KEY
+    if MODELS[model_name].cls.example_kind != "sequence":
+        ignored += SEQUENCE_MODELS_ONLY  # a prefix model trains on the same examples either way
     training = {
         name: value
         for name, value in asdict(config).items()
-        if name not in NOT_IN_RUN_KEY and not (name in KEYED_WHEN_CHANGED and value == KEYED_WHEN_CHANGED[name])
+        if name not in ignored and not (name in KEYED_WHEN_CHANGED and value == KEYED_WHEN_CHANGED[name])
     }
     return {"model": model_name, "options": model_options, "train": training, "data": data_fingerprint(data)}
 
