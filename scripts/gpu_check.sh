@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# One-shot GPU check: build the CUDA extension, run the tests that have CUDA variants
-# and the GPU benchmarks, and keep every log and JSON under $RESULTS.  Meant for a lent GPU
-# machine with torch, Triton, nvcc, pytest, pytest-xdist and pytest-benchmark installed:
+# One-shot GPU check: build the CUDA extension, run the tests that have CUDA variants,
+# profile each op's kernels, run the GPU benchmarks, and keep every log and JSON under
+# $RESULTS.  Meant for a lent GPU machine with torch, Triton, nvcc, pytest, pytest-xdist and
+# pytest-benchmark installed:
 #     RESULTS=benchmarks/results/<date>-h200 bash scripts/gpu_check.sh
 #     ARCHIVE=$OUT/gpu_check.tar.gz bash scripts/gpu_check.sh    # also pack $RESULTS into one file
 # Every stage has its own time limit (seconds, overridable below) and its own output file, so
@@ -16,6 +17,7 @@ ARCHIVE=${ARCHIVE:-}
 # training step 18, InfoNCE 51 and FlexAttention 38, both cut short): about 7 minutes at most.
 BUILD_LIMIT=${BUILD_LIMIT:-100}
 TEST_LIMIT=${TEST_LIMIT:-90}
+PROFILE_LIMIT=${PROFILE_LIMIT:-90}  # kernel time against wall time per op (not yet run on a GPU)
 # The test files with CUDA variants; the others run on CPUs only and CI covers them.
 TESTS=${TESTS:-"tests/test_triton_attention.py tests/test_info_nce_compiled.py tests/test_eval.py"}
 # FlexAttention last and on its own: torch.compile makes it the slowest suite to start.
@@ -58,6 +60,7 @@ stage build "$BUILD_LIMIT" "$PYTHON" -m pip install --no-build-isolation --no-de
 workers=$("$PYTHON" -c "import xdist" 2>/dev/null && echo "-n 8")
 per_case_limit=$("$PYTHON" -c "import pytest_timeout" 2>/dev/null && echo "--timeout=$BENCH_TEST_LIMIT")
 stage tests "$TEST_LIMIT" "$PYTHON" -m pytest $TESTS -q -rfE $workers --junitxml="$RESULTS/tests.xml"
+stage profile "$PROFILE_LIMIT" "$PYTHON" benchmarks/profile_kernels.py --json "$RESULTS/profile.json"
 for entry in $BENCH_LIMITS; do
     IFS=: read -r suite filter limit <<< "$entry"
     name=bench_${suite}${filter:+_${filter}}

@@ -5,11 +5,17 @@ compiler checks: which globals a kernel may read, the types of ``tl.dot`` operan
 memory per block.  This compiles each kernel down to a cubin (Triton's wheel carries ptxas),
 with the block sizes, warps and stages the launchers choose on a GPU: for sm_90 with every
 dtype and the smallest and largest head dims, for sm_80 with the largest (the most shared
-memory); and checks that its shared memory fits the target.  Prints one line per kernel and exits non-zero on the first failure.
+memory); and checks that its shared memory fits the target.  Prints one line per kernel, with
+its registers and stack per thread where the wheel's cuobjdump reads them (what bounds
+occupancy; stack is spilled registers), and exits non-zero on the first failure.
 Must run without TRITON_INTERPRET, which turns kernels into interpreted functions.
 """
 
+import os
+import re
+import subprocess
 import sys
+import tempfile
 
 import torch
 import triton
@@ -76,6 +82,22 @@ def launches(dtype, head_dim):
     ]
 
 
+def resource_usage(cubin: bytes) -> str:
+    """Registers and stack (spill) bytes per thread of a compiled kernel, from the wheel's
+    cuobjdump; "" where it is missing."""
+    import triton.backends.nvidia
+
+    tool = os.path.join(os.path.dirname(triton.backends.nvidia.__file__), "bin", "cuobjdump")
+    if not os.access(tool, os.X_OK):
+        return ""
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as handle:
+        handle.write(cubin)
+        handle.flush()
+        usage = subprocess.run([tool, "--dump-resource-usage", handle.name], capture_output=True, text=True)
+    found = re.search(r"REG:(\d+) STACK:(\d+)", usage.stdout)
+    return f", {found.group(1)} registers and {found.group(2)} B stack per thread" if found else ""
+
+
 TARGETS = [(90, dtype, head_dim) for dtype in TRITON_TYPES for head_dim in (16, 128)]
 TARGETS += [(80, dtype, 128) for dtype in TRITON_TYPES]
 
@@ -89,7 +111,11 @@ def main():
             )
             shared = compiled.metadata.shared
             name = kernel.fn.__name__
-            print(f"sm_{arch} {TRITON_TYPES[dtype]} head_dim={head_dim} {name}: {shared} B shared", flush=True)
+            print(
+                f"sm_{arch} {TRITON_TYPES[dtype]} head_dim={head_dim} {name}: {num_warps} warps, "
+                f"{shared} B shared{resource_usage(compiled.asm['cubin'])}",
+                flush=True,
+            )
             if shared > SHARED_MEMORY[arch]:
                 sys.exit(f"{name} needs {shared} B of shared memory, sm_{arch} has {SHARED_MEMORY[arch]}")
 
