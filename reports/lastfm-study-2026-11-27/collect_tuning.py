@@ -1,8 +1,8 @@
-"""The LastFM learning-rate choice: every tuning run's settings and best validation NDCG@10.
+"""The LastFM learning-rate choices: every tuning run's settings and best validation NDCG@10.
 
     python reports/lastfm-study-2026-11-27/collect_tuning.py /work/tune-lastfm/LastFM > tuning.json
 
-Each run is a finished or interrupted ``igrsr train --model sasrec`` run directory; an
+Each run is a finished or interrupted ``igrsr train`` run directory; an
 interrupted one is read from its ``last.pt`` history (the best validation epoch so far).
 """
 
@@ -20,6 +20,7 @@ def tuning_row(run_dir: Path) -> dict:
     best = max(history, key=lambda row: row["valid"]["NDCG@10"])
     return {
         "run_dir": run_dir.name,
+        "model": description["model"],
         "finished": is_finished(run_dir),
         "lr": description["train"]["lr"],
         "weight_decay": description["train"]["weight_decay"],
@@ -34,4 +35,4 @@ def tuning_row(run_dir: Path) -> dict:
 
 if __name__ == "__main__":
     rows = [tuning_row(run) for run in sorted(Path(sys.argv[1]).iterdir()) if run.is_dir()]
-    print(json.dumps(sorted(rows, key=lambda row: -row["valid_NDCG@10"]), indent=2))
+    print(json.dumps(sorted(rows, key=lambda row: (row["model"], -row["valid_NDCG@10"])), indent=2))
