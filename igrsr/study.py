@@ -309,7 +309,7 @@ def noise_drops(raw: Dict, fraction: float = 0.2) -> Dict[str, float]:
     """``{model: relative drop of test NDCG@10 in %}`` from clean to ``fraction`` noise."""
     drops = {}
     for model, points in noise_curves(raw).items():
-        values = dict(points)
+        values = {fraction: mean for fraction, mean, _ in points}
         if fraction in values and values.get(0.0):
             drops[model] = -percent_change(values[fraction], values[0.0])
     return drops
@@ -361,22 +361,23 @@ def claims_section(raw: Dict) -> List[str]:
     return [*lines, ""]
 
 
-def noise_curves(raw: Dict) -> Dict[str, List[Tuple[float, float]]]:
-    """``{model: [(fraction, mean test NDCG@10), ...]}`` in increasing fraction."""
-    curves: Dict[str, List[Tuple[float, float]]] = {}
+def noise_curves(raw: Dict) -> Dict[str, List[Tuple[float, float, float]]]:
+    """``{model: [(fraction, mean, std of test NDCG@10 over seeds), ...]}`` in increasing fraction."""
+    curves: Dict[str, List[Tuple[float, float, float]]] = {}
     for row in sorted(_rows(raw, "noise"), key=lambda row: row["noise"]):
-        curves.setdefault(row["label"], []).append((row["noise"], row["test_mean"][HEADLINE]))
+        point = (row["noise"], row["test_mean"][HEADLINE], row["test_std"][HEADLINE])
+        curves.setdefault(row["label"], []).append(point)
     return curves
 
 
-def noise_table(curves: Dict[str, List[Tuple[float, float]]]) -> List[str]:
-    fractions = [fraction for fraction, _ in next(iter(curves.values()))]
+def noise_table(curves: Dict[str, List[Tuple[float, float, float]]]) -> List[str]:
+    fractions = [fraction for fraction, _, _ in next(iter(curves.values()))]
     header = ["model", *(f"{HEADLINE} @ {f:g}" for f in fractions), *(f"change @ {f:g}" for f in fractions[1:])]
     lines = []
     for model, points in curves.items():
         clean = points[0][1]
-        changes = [_relative_change(value, clean) for _, value in points[1:]]
-        lines.append([model, *(f"{value:.4f}" for _, value in points), *changes])
+        changes = [_relative_change(mean, clean) for _, mean, _ in points[1:]]
+        lines.append([model, *(f"{mean:.4f} ± {std:.4f}" for _, mean, std in points), *changes])
     return _table(header, lines)
 
 

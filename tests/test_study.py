@@ -189,3 +189,14 @@ def test_paired_bootstrap_gives_the_gain_and_an_interval_over_users():
     assert np.isnan(paired_bootstrap(theirs, np.zeros(5000), resamples=10)["gain_percent"])
     with pytest.raises(ValueError, match="equal non-empty"):
         paired_bootstrap(theirs, theirs[:10])
+
+
+def test_noise_table_and_curves_carry_the_seed_spread():
+    from igrsr.study import noise_curves, noise_table
+
+    points = [(0.0, 0.10, 0.01), (0.2, 0.08, 0.02)]
+    summary = [{"experiment": "noise", "label": "sasrec", "noise": fraction, "test_mean": {"NDCG@10": mean},
+                "test_std": {"NDCG@10": std}} for fraction, mean, std in points]  # fmt: skip
+    curves = noise_curves({"summary": summary})
+    assert curves == {"sasrec": points}
+    assert "| sasrec | 0.1000 ± 0.0100 | 0.0800 ± 0.0200 | -20.0% |" in "\n".join(noise_table(curves))
