@@ -133,6 +133,13 @@ CAUSAL_BACKENDS = [
 ]
 
 
+def causal_attention_step(backend, mode, seq_len):
+    """The timed step of one causal-attention case on fresh random inputs."""
+    dims = shape(seq_len)
+    inputs = random_inputs(dims, dims, dims, requires_grad=mode != "forward")
+    return forward_or_training_step(causal_function(backend, seq_len), inputs, mode)
+
+
 @pytest.mark.parametrize("seq_len", SEQ_LENS)
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("backend", CAUSAL_BACKENDS)
@@ -140,8 +147,7 @@ def test_causal_attention(benchmark, backend, mode, seq_len):
     dims = shape(seq_len)
     benchmark.group = f"causal_attention {mode} L={seq_len}"
     benchmark.extra_info.update(backend=backend, shape=list(dims), dtype=str(DTYPE), num_prefix=NUM_PREFIX)
-    inputs = random_inputs(dims, dims, dims, requires_grad=mode != "forward")
-    seconds = time_it(benchmark, forward_or_training_step(causal_function(backend, seq_len), inputs, mode))
+    seconds = time_it(benchmark, causal_attention_step(backend, mode, seq_len))
     if seconds:
         benchmark.extra_info["tflops"] = causal_flops(*dims, mode) / seconds / 1e12
 
@@ -160,15 +166,10 @@ def cross_bytes(batch, heads, seq_len, head_dim, mode):
     return elements * DTYPE.itemsize
 
 
-@pytest.mark.parametrize("seq_len", SEQ_LENS)
-@pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("backend", ["triton", "reference"])
-def test_intent_cross_attention(benchmark, backend, mode, seq_len):
-    dims = shape(seq_len)
-    batch, heads, _, head_dim = dims
+def cross_attention_step(backend, mode, seq_len):
+    """The timed step of one cross-attention case on fresh random inputs."""
+    batch, heads, _, head_dim = dims = shape(seq_len)
     intent_dims = (batch, heads, NUM_INTENTS, head_dim)
-    benchmark.group = f"intent_cross_attention {mode} L={seq_len}"
-    benchmark.extra_info.update(backend=backend, shape=list(dims), num_intents=NUM_INTENTS, dtype=str(DTYPE))
     inputs = random_inputs(dims, intent_dims, intent_dims, requires_grad=mode != "forward")
     mask = torch.ones(batch, NUM_INTENTS, dtype=torch.bool, device=DEVICE)
     mask[:, -1] = False  # as in intent-consistency training, some intents are dropped
@@ -176,6 +177,16 @@ def test_intent_cross_attention(benchmark, backend, mode, seq_len):
     def cross(q, k, v):
         return intent_cross_attention(q, k, v, mask, backend=backend)
 
-    seconds = time_it(benchmark, forward_or_training_step(cross, inputs, mode))
+    return forward_or_training_step(cross, inputs, mode)
+
+
+@pytest.mark.parametrize("seq_len", SEQ_LENS)
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("backend", ["triton", "reference"])
+def test_intent_cross_attention(benchmark, backend, mode, seq_len):
+    dims = shape(seq_len)
+    benchmark.group = f"intent_cross_attention {mode} L={seq_len}"
+    benchmark.extra_info.update(backend=backend, shape=list(dims), num_intents=NUM_INTENTS, dtype=str(DTYPE))
+    seconds = time_it(benchmark, cross_attention_step(backend, mode, seq_len))
     if seconds:
         benchmark.extra_info["gbps"] = cross_bytes(*dims, mode) / seconds / 1e9

@@ -17,11 +17,10 @@ import time
 from typing import Callable, Dict, List
 
 import torch
-from bench_attention import DEVICE, NUM_INTENTS, causal_function, forward_or_training_step, random_inputs, shape
+from bench_attention import DEVICE, causal_attention_step, cross_attention_step
 from bench_info_nce import training_step
 from torch.profiler import ProfilerActivity, profile
 
-from igrsr.ops import intent_cross_attention
 from igrsr.train.checkpoint import save_json
 
 ON_GPU = torch.cuda.is_available()
@@ -30,22 +29,12 @@ INFO_NCE_SHAPE = (16384, 64) if ON_GPU else (256, 64)
 WARMUP_STEPS = 3  # Triton's compilation, the allocator's first requests
 
 
-def cross_attention_step(backend: str, mode: str) -> Callable:
-    dims = shape(SEQ_LEN)
-    batch, heads, _, head_dim = dims
-    intent_dims = (batch, heads, NUM_INTENTS, head_dim)
-    inputs = random_inputs(dims, intent_dims, intent_dims, requires_grad=mode != "forward")
-    mask = torch.ones(batch, NUM_INTENTS, dtype=torch.bool, device=DEVICE)
-    mask[:, -1] = False
-    return forward_or_training_step(
-        lambda q, k, v: intent_cross_attention(q, k, v, mask, backend=backend), inputs, mode
-    )
+def cross_step(backend: str, mode: str) -> Callable:
+    return cross_attention_step(backend, mode, SEQ_LEN)
 
 
-def causal_attention_step(backend: str, mode: str) -> Callable:
-    dims = shape(SEQ_LEN)
-    inputs = random_inputs(dims, dims, dims, requires_grad=mode != "forward")
-    return forward_or_training_step(causal_function(backend, SEQ_LEN), inputs, mode)
+def causal_step(backend: str, mode: str) -> Callable:
+    return causal_attention_step(backend, mode, SEQ_LEN)
 
 
 def info_nce_step(backend: str, mode: str) -> Callable:
@@ -59,8 +48,8 @@ def cases() -> List[tuple]:
     causal_backends = ("triton", "reference", "sdpa_flash") if ON_GPU else ("triton", "reference")
     info_nce_backends = ("cuda", "reference") if ON_GPU else ("cpu", "reference")
     return (
-        [("intent_cross_attention", b, m, cross_attention_step) for b in ("triton", "reference") for m in attention_modes]
-        + [("causal_attention", b, m, causal_attention_step) for b in causal_backends for m in attention_modes]
+        [("intent_cross_attention", b, m, cross_step) for b in ("triton", "reference") for m in attention_modes]
+        + [("causal_attention", b, m, causal_step) for b in causal_backends for m in attention_modes]
         + [("info_nce", b, "forward_backward", info_nce_step) for b in info_nce_backends]
     )
 

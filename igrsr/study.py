@@ -309,7 +309,7 @@ def noise_drops(raw: Dict, fraction: float = 0.2) -> Dict[str, float]:
     """``{model: relative drop of test NDCG@10 in %}`` from clean to ``fraction`` noise."""
     drops = {}
     for model, points in noise_curves(raw).items():
-        values = {fraction: mean for fraction, mean, _ in points}
+        values = {noise: mean for noise, mean, _ in points}
         if fraction in values and values.get(0.0):
             drops[model] = -percent_change(values[fraction], values[0.0])
     return drops
