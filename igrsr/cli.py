@@ -274,6 +274,11 @@ def study_plan(args: argparse.Namespace) -> StudyPlan:
         changes["intent_counts"] = parse_list(args.intents, int, "--intents")
     if args.prefixes is not None:
         changes["prefix_counts"] = parse_list(args.prefixes, int, "--prefixes")
+    if args.tune_lr is not None:
+        rates = parse_list(args.tune_lr, float, "--tune-lr")
+        if any(not rate > 0 for rate in rates):
+            raise SystemExit(f"--tune-lr: learning rates must be > 0, got {args.tune_lr!r}")
+        changes["learning_rates"] = tuple(sorted(set(rates)))
     return replace(plan, **changes)
 
 
@@ -346,6 +351,11 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     parts.add_argument("--intents", default=None, help="values of the m sweep (default 1,2,3,4,5,6; quick 1,4)")
     parts.add_argument("--prefixes", default=None, help="values of the k sweep (default 0,2,4,8,16; quick 0,4)")
+    parts.add_argument(
+        "--tune-lr", default=None,
+        help="learning rates each model chooses from on validation NDCG@10 (first seed) before every other "
+        "run, IGR-SR's stage 2 included (default none: every model trains with --lr / --stage2-lr)",
+    )  # fmt: skip
     add_model_options(study)
     add_training_options(study)
     # Unset, the epoch limit depends on --quick.

@@ -8,8 +8,10 @@ aggregated tables; rewritten after each run), ``OUT/report.md``, ``OUT/noise.png
 
 Protocol: each table cell is the test metric's mean ± standard deviation over the seeds;
 every model trains with the same options, budget and early stopping on validation NDCG@10.
-The sweeps and the noise curves are reported on the test set, as in the paper; nothing here
-selects hyperparameters on them.
+With learning rates to choose from (``StudyPlan.learning_rates``), each learned model first
+trains once per rate (first seed) and keeps, for every run after, the one with the best
+validation NDCG@10.  The sweeps and the noise curves are reported on the test set, as in the
+paper; nothing here selects hyperparameters on them.
 """
 
 from dataclasses import asdict, dataclass, field, replace
@@ -20,7 +22,7 @@ import numpy as np
 
 from .data import InteractionData, Split, inject_noise, leave_one_out
 from .eval import per_user_metric
-from .models.registry import MODELS
+from .models.registry import BACKBONE, MODELS
 from .train import TrainConfig, train_model
 from .train.checkpoint import save_json
 from .train.plots import plot_noise_robustness, plot_sweeps
@@ -60,11 +62,13 @@ class StudyPlan:
     intent_counts: Tuple[int, ...] = (1, 2, 3, 4, 5, 6)
     prefix_counts: Tuple[int, ...] = (0, 2, 4, 8, 16)
     ablations: Tuple[str, ...] = tuple(ABLATIONS)  # labels of ABLATIONS; the full model first
+    # Chosen from per model on validation before everything else; empty: every model uses --lr.
+    learning_rates: Tuple[float, ...] = ()
 
     @classmethod
     def quick(cls, models: Tuple[str, ...] = ALL_MODELS) -> "StudyPlan":
         """Every table, fewer points: 20% noise on SASRec and IGR-SR, two values per sweep."""
-        noise_models = tuple(name for name in ("sasrec", "igrsr") if name in models)
+        noise_models = tuple(name for name in (BACKBONE, "igrsr") if name in models)
         return cls("quick", models, (0.0, 0.2), noise_models, (1, 4), (0, 4))
 
     def sweeps(self) -> Dict[str, Tuple[int, ...]]:
@@ -110,6 +114,8 @@ class Study:
     # Training settings of IGR-SR over its SASRec that differ from ``config`` (lr, epochs).
     stage2_changes: Dict[str, Any] = field(default_factory=dict)
     records: List[Dict[str, Any]] = field(default_factory=list, init=False)
+    # ``{model: learning rate}`` chosen on validation (``tune_learning_rates``).
+    chosen_lr: Dict[str, float] = field(default_factory=dict, init=False)
     paired: List[Dict[str, Any]] = field(default_factory=list, init=False)
     _variants: Dict[float, Tuple[InteractionData, Split]] = field(default_factory=dict, init=False, repr=False)
 
@@ -120,24 +126,41 @@ class Study:
             self._variants[noise] = data, leave_one_out(data)
         return self._variants[noise]
 
-    def run(self, experiment: str, label: str, model: str, overrides: Optional[Dict] = None, noise: float = 0.0):
-        """Train (or reuse) ``model`` once per seed and record each run under ``experiment``/``label``."""
+    def training_configs(self, model: str, seed: int, lr: Optional[float] = None) -> Tuple[TrainConfig, TrainConfig]:
+        """``model``'s training settings at ``seed`` (``lr``, else its chosen one, else the
+        study's) and those of the SASRec a stage-2 model trains over (SASRec's chosen lr)."""
+        backbone = replace(self.config, seed=seed, lr=self.chosen_lr.get(BACKBONE, self.config.lr))
+        config = replace(self.config, seed=seed)
+        if MODELS[model].needs_backbone:
+            config = replace(config, **self.stage2_changes)
+        if not MODELS[model].learned:
+            # Popularity is counted in one pass; more epochs would only repeat the count.
+            config = replace(config, epochs=1)
+        return replace(config, lr=lr or self.chosen_lr.get(model, config.lr)), backbone
+
+    def run(
+        self, experiment: str, label: str, model: str, overrides: Optional[Dict] = None, noise: float = 0.0,
+        lr: Optional[float] = None, seeds: Optional[Sequence[int]] = None,
+    ) -> List[Dict[str, Any]]:  # fmt: skip
+        """Train (or reuse) ``model`` once per seed (default: the study's) and record each run
+        under ``experiment``/``label``; returns the new records."""
         overrides = overrides or {}
         data, split = self.variant(noise)
-        for seed in self.seeds:
-            # Popularity is counted in one pass; more epochs would only repeat the count.
-            config = replace(self.config, seed=seed, epochs=1 if model == "pop" else self.config.epochs)
-            model_config = replace(config, **self.stage2_changes) if MODELS[model].needs_backbone else config
-            print(f"[study] {experiment}: {label} (noise {noise:g}, seed {seed})", flush=True)
+        added = []
+        for seed in self.seeds if seeds is None else seeds:
+            config, backbone_config = self.training_configs(model, seed, lr)
+            print(f"[study] {experiment}: {label} (noise {noise:g}, seed {seed}, lr {config.lr:g})", flush=True)
             result = train_model(
-                model, data, split, {**self.options, **overrides}, model_config, self.out / "runs",
-                resume=True, backbone_config=config,
+                model, data, split, {**self.options, **overrides}, config, self.out / "runs",
+                resume=True, backbone_config=backbone_config,
             )  # fmt: skip
             where = {"experiment": experiment, "label": label, "model": model, "overrides": overrides}
-            self.records.append(
-                {**where, "noise": noise, "seed": seed, **{key: result[key] for key in RECORDED_RESULTS}}
+            added.append(
+                {**where, "noise": noise, "seed": seed, "lr": config.lr, **{key: result[key] for key in RECORDED_RESULTS}}
             )
+            self.records.append(added[-1])
             self.save(complete=False)
+        return added
 
     def paired_comparisons(self, model: str = "igrsr", metric: str = HEADLINE) -> List[Dict[str, Any]]:
         """``model`` against every other main-table model and every ablation, user by user.
@@ -176,6 +199,7 @@ class Study:
             "options": self.options,
             "train": asdict(self.config),
             "stage2_changes": self.stage2_changes,
+            "learning_rates": self.chosen_lr,
             "records": self.records,
             "paired": self.paired,
             "summary": summarize(self.records),
@@ -184,9 +208,33 @@ class Study:
         return raw
 
 
+def tune_learning_rates(study: Study) -> None:
+    """Choose each learned model's learning rate from the plan's on validation NDCG@10.
+
+    Every model of the study (and SASRec, under a stage-2 model) trains once per rate with
+    the first seed; the rate of the best validation score (the first of equal ones) is
+    ``study.chosen_lr[model]`` for every later run.  SASRec goes first: a stage-2 model is
+    tuned over the SASRec of SASRec's chosen rate.  The chosen rate's run is the main
+    table's first-seed run, which is then reused.
+    """
+    models = dict.fromkeys([*study.plan.models, *study.plan.noise_models])
+    if any(MODELS[model].needs_backbone for model in models):
+        models = {BACKBONE: None, **models}
+    for model in sorted(models, key=lambda name: MODELS[name].needs_backbone):
+        if not MODELS[model].learned:
+            continue
+        scores = {}
+        for lr in study.plan.learning_rates:
+            (record,) = study.run("tuning", f"{model} lr {lr:g}", model, lr=lr, seeds=study.seeds[:1])
+            scores[lr] = record["valid"][HEADLINE]
+        study.chosen_lr[model] = max(scores, key=scores.get)
+
+
 def run_study(study: Study) -> Dict[str, Any]:
     """Run every experiment of the study's plan, then write the JSON, the report and the figures."""
     plan = study.plan
+    if plan.learning_rates:
+        tune_learning_rates(study)
     for model in plan.models:
         study.run("main", model, model)
     for fraction in plan.noise_fractions:
@@ -209,7 +257,8 @@ def paired_bootstrap(ours: np.ndarray, theirs: np.ndarray, resamples: int = 2000
 
     Users are resampled with replacement, the same users for both sides (a paired test):
     the interval is what the choice of test users alone could change.  Percent; NaN where
-    ``theirs`` has a zero mean.
+    ``theirs`` has a zero mean.  A resample whose ``theirs`` is all zero has no relative
+    difference: the interval is over the others, and ``undefined_resamples`` counts them.
     """
     if ours.shape != theirs.shape or ours.ndim != 1 or len(ours) == 0:
         raise ValueError(f"expected two equal non-empty 1-d arrays, got shapes {ours.shape} and {theirs.shape}")
@@ -218,10 +267,11 @@ def paired_bootstrap(ours: np.ndarray, theirs: np.ndarray, resamples: int = 2000
     def gain(users) -> float:
         return percent_change(ours[users].sum(), theirs[users].sum())
 
-    draws = [gain(rng.integers(0, len(ours), len(ours))) for _ in range(resamples)]
-    low, high = np.percentile(draws, [2.5, 97.5])
+    draws = np.array([gain(rng.integers(0, len(ours), len(ours))) for _ in range(resamples)])
+    defined = draws[~np.isnan(draws)]
+    low, high = np.percentile(defined, [2.5, 97.5]) if len(defined) else (float("nan"), float("nan"))
     return {"gain_percent": gain(slice(None)), "ci95_percent": [float(low), float(high)], "users": len(ours),
-            "resamples": resamples}  # fmt: skip
+            "resamples": resamples, "undefined_resamples": resamples - len(defined)}  # fmt: skip
 
 
 def summarize(records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
@@ -419,16 +469,51 @@ def sweep_table(raw: Dict, option: str) -> List[str]:
     return _table([option, "test HR@10", f"test {HEADLINE}", f"valid {HEADLINE}"], lines)
 
 
-def _stage2_note(raw: Dict) -> str:
-    changes = raw.get("stage2_changes") or {}
+def tuning_table(raw: Dict) -> List[str]:
+    """Validation NDCG@10 of each tuned model at each learning rate, and the one chosen."""
+    records = [record for record in raw["records"] if record["experiment"] == "tuning"]
+    if not records:
+        return []
+    rates = sorted({record["lr"] for record in records})
+    scores = {(record["model"], record["lr"]): record["valid"][HEADLINE] for record in records}
+    models = dict.fromkeys(record["model"] for record in records)
+    lines = [
+        [model, *(f"{scores[model, lr]:.4f}" if (model, lr) in scores else "–" for lr in rates),
+         f"{raw['learning_rates'].get(model, float('nan')):g}"]
+        for model in models
+    ]  # fmt: skip
+    return [
+        "## Learning rates, chosen on validation",
+        "",
+        f"Validation {HEADLINE} of one run per rate (seed {records[0]['seed']}); every other run of a model "
+        "trains with its chosen rate (IGR-SR: its stage 2 over the SASRec of SASRec's rate). No test number "
+        "chose anything.",
+        "",
+        *_table(["model", *(f"lr {lr:g}" for lr in rates), "chosen"], lines),
+        "",
+    ]
+
+
+def _learning_rate_note(raw: Dict) -> str:
+    if raw.get("learning_rates"):  # IGR-SR's stage-2 rate was tuned too
+        return "learning rate chosen per model on validation (table below)" + _stage2_note(raw, skip=("lr",))
+    return f"lr {raw['train']['lr']}{_stage2_note(raw)}"
+
+
+def _stage2_note(raw: Dict, skip: Sequence[str] = ()) -> str:
+    changes = {key: value for key, value in (raw.get("stage2_changes") or {}).items() if key not in skip}
     named = {"lr": "lr", "epochs": "epoch limit"}
     listed = ", ".join(f"{named.get(key, key)} {value}" for key, value in changes.items())
     return f"; IGR-SR over its SASRec: {listed}" if listed else ""
 
 
 def _paired_cell(row: Dict) -> str:
+    if np.isnan(row["gain_percent"]):
+        return "n/a (the other model has no hit)"
     low, high = row["ci95_percent"]
-    return f"{row['gain_percent']:+.1f}% (95% interval {low:+.1f}% to {high:+.1f}%)"
+    undefined = row.get("undefined_resamples", 0)
+    note = f"; {undefined} resamples without a hit of the other model left out" if undefined else ""
+    return f"{row['gain_percent']:+.1f}% (95% interval {low:+.1f}% to {high:+.1f}%{note})"
 
 
 def paired_table(raw: Dict) -> List[str]:
@@ -458,7 +543,7 @@ def write_report(raw: Dict, out: Path) -> None:
         f"(fingerprint {data['fingerprint']}). Leave-one-out, full ranking with the user's history "
         f"removed from the candidates. Seeds {raw['seeds']}: cells are test mean ± std over seeds. "
         f"Epoch limit {train['epochs']}, early stopping on validation {HEADLINE} (patience "
-        f"{train['patience']}), batch {train['batch_size']}, lr {train['lr']}{_stage2_note(raw)}. "
+        f"{train['patience']}), batch {train['batch_size']}, {_learning_rate_note(raw)}. "
         + ("Sequence models train on every max_len window of each history. " if train["every_window"] else "")
         + "Raw numbers: `study.json`.",
         "",
@@ -468,6 +553,7 @@ def write_report(raw: Dict, out: Path) -> None:
         "",
         *main_table(raw),
         "",
+        *tuning_table(raw),
         *paired_table(raw),
     ]
     curves = noise_curves(raw)

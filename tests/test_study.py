@@ -130,11 +130,59 @@ def test_study_runs_only_the_parts_asked_for_with_stage2_settings_of_its_own(dat
     assert "every max_len window of each history" in report
 
 
+def test_study_tunes_each_models_learning_rate_on_validation_and_uses_it_everywhere(data, tmp_path):
+    path = tmp_path / "tiny.txt"
+    path.write_text("".join(f"{u + 1} " + " ".join(map(str, s)) + "\n" for u, s in enumerate(data.sequences)))
+    out = tmp_path / "study"
+    # --lr and --stage2-lr are outside the grid: a run that ignored the tuning would show them.
+    args = ["study", "--data", str(path), "--users", "60", "--out", str(out), "--seeds", "2", "--epochs", "2",
+            "--stage2-epochs", "1", "--lr", "3e-4", "--stage2-lr", "2e-4", "--tune-lr", "1e-2, 1e-3",
+            "--models", "pop,igrsr,sasrec", "--noise", "0.3", "--noise-models", "igrsr", "--ablations", "icr",
+            "--intents", "", "--prefixes", "", "--no-progress", "--d-model", "16", "--num-layers", "1",
+            "--max-len", "10", "--batch-size", "64"]  # fmt: skip
+    assert main(args) == 0
+    raw = json.loads((out / "study.json").read_text())
+    assert raw["plan"]["learning_rates"] == [1e-3, 1e-2]
+    tuning = [record for record in raw["records"] if record["experiment"] == "tuning"]
+    assert [(r["model"], r["lr"], r["seed"]) for r in tuning] == [
+        ("sasrec", 1e-3, 42), ("sasrec", 1e-2, 42), ("igrsr", 1e-3, 42), ("igrsr", 1e-2, 42)
+    ]  # SASRec first, as IGR-SR is tuned over it; popularity has no learning rate
+    chosen = {}
+    for record in tuning:
+        best = chosen.get(record["model"])
+        if best is None or record["valid"]["NDCG@10"] > best["valid"]["NDCG@10"]:
+            chosen[record["model"]] = record
+    assert raw["learning_rates"] == {model: record["lr"] for model, record in chosen.items()}
+
+    def results(record):
+        return json.loads((Path(record["run_dir"]) / "results.json").read_text())
+
+    for record in raw["records"]:
+        trained = results(record)
+        if record["model"] == "pop":
+            assert trained["train"]["epochs"] == 1
+            continue
+        if record["experiment"] != "tuning":
+            assert record["lr"] == trained["train"]["lr"] == raw["learning_rates"][record["model"]]
+        if record["model"] == "igrsr":
+            # Every IGR-SR run is over the SASRec of SASRec's chosen rate, on its own data.
+            backbone = json.loads((Path(trained["backbone_run"]) / "results.json").read_text())
+            assert backbone["train"]["lr"] == raw["learning_rates"]["sasrec"]
+            assert backbone["train"]["seed"] == record["seed"] and backbone["data"] == trained["data"]
+    main_runs = {(r["model"], r["seed"]): r["run_dir"] for r in raw["records"] if r["experiment"] == "main"}
+    for model, record in chosen.items():  # the chosen rate's tuning run is the first seed's main run
+        assert main_runs[model, 42] == record["run_dir"]
+    report = (out / "report.md").read_text()
+    assert "## Learning rates, chosen on validation" in report
+    assert "learning rate chosen per model on validation" in report and "lr 0.0003" not in report
+
+
 @pytest.mark.parametrize(
     "option, value, message",
     [("--noise", "0.2,x", "--noise: expected"), ("--noise", "1.5", "--noise: fractions"),
      ("--noise-models", "sasrec,nope", "--noise-models: unknown"), ("--intents", "2.5", "--intents: expected"),
-     ("--ablations", "lid,nope", "--ablations: unknown")],
+     ("--ablations", "lid,nope", "--ablations: unknown"), ("--tune-lr", "1e-3,x", "--tune-lr: expected"),
+     ("--tune-lr", "0", "--tune-lr: learning rates must be > 0")],
 )  # fmt: skip
 def test_study_rejects_bad_plan_options_naming_the_option(option, value, message):
     with pytest.raises(SystemExit, match=message):
@@ -186,7 +234,13 @@ def test_paired_bootstrap_gives_the_gain_and_an_interval_over_users():
     assert 9 < low and high < 11  # a consistent per-user gain is resolved tightly
     noisy = paired_bootstrap(rng.random(5000), theirs, resamples=500)  # unrelated: wide, spans 0
     assert noisy["ci95_percent"][0] < 0 < noisy["ci95_percent"][1]
-    assert np.isnan(paired_bootstrap(theirs, np.zeros(5000), resamples=10)["gain_percent"])
+    undefined = paired_bootstrap(theirs, np.zeros(5000), resamples=10)
+    assert np.isnan(undefined["gain_percent"]) and undefined["undefined_resamples"] == 10
+    # One hit among few users: resamples that miss it have no relative difference and are left
+    # out of the interval instead of turning it into NaN.
+    rare = paired_bootstrap(np.ones(20), np.eye(20)[0], resamples=200)
+    assert rare["gain_percent"] == pytest.approx(1900) and 0 < rare["undefined_resamples"] < 200
+    assert np.isfinite(rare["ci95_percent"]).all()
     with pytest.raises(ValueError, match="equal non-empty"):
         paired_bootstrap(theirs, theirs[:10])
 

@@ -21,17 +21,23 @@ class ModelEntry:
     ``needs_backbone``: the model is a stage 2 over a trained SASRec, which the trainer trains
     (or reuses) first with the SASRec options of the same run; it is built as
     ``cls(backbone, **options)``.  Other models are built as ``cls(num_items, **options)``,
-    with ``num_users=`` added when the constructor takes it.
+    with ``num_users=`` added when the constructor takes it.  ``learned``: training fits
+    parameters (False for popularity, which counts in one pass and has no learning rate).
     """
 
     cls: type
     needs_backbone: bool = False
+    learned: bool = True
+
+
+# The model a stage-2 model (``needs_backbone``) is trained over.
+BACKBONE = "sasrec"
 
 
 MODELS: Dict[str, ModelEntry] = {
     "sasrec": ModelEntry(SASRec),
     "igrsr": ModelEntry(IGRSR, needs_backbone=True),
-    "pop": ModelEntry(Popularity),
+    "pop": ModelEntry(Popularity, learned=False),
     "bert4rec": ModelEntry(BERT4Rec),
     "ssept": ModelEntry(SSEPT),
     "rearec-erl": ModelEntry(ReaRecERL),

@@ -20,7 +20,7 @@ import torch
 
 from ..data import InteractionData, Split, load_dataset, make_synthetic
 from ..models import SequentialRecommender
-from ..models.registry import MODELS, build_model, options_for
+from ..models.registry import BACKBONE, MODELS, build_model, options_for
 from .checkpoint import load_json, load_torch, save_json, save_numpy
 from .trainer import TrainConfig, Trainer, set_seed, target_ranks_of
 
@@ -112,7 +112,7 @@ def train_model(
     backbone = None
     if entry.needs_backbone:
         if backbone_run is None:
-            stage_one = train_model("sasrec", data, split, options, backbone_config or config, out, resume=resume)
+            stage_one = train_model(BACKBONE, data, split, options, backbone_config or config, out, resume=resume)
             backbone_run = stage_one["run_dir"]
         backbone_run = str(backbone_run)
         backbone = load_trained(Path(backbone_run), data, split, config.device)
