@@ -11,9 +11,21 @@ from igrsr.data import leave_one_out, make_synthetic
 from igrsr.study import paired_bootstrap, summarize, with_noisy_inputs
 
 
+# Small models and batches: the study tests check the plumbing, not the models.
+TINY_MODELS = ["--no-progress", "--d-model", "16", "--num-layers", "1", "--max-len", "10", "--batch-size", "64"]
+
+
 @pytest.fixture(scope="module")
 def data():
     return make_synthetic(num_users=200, num_items=80, seq_len=(6, 20), seed=5)
+
+
+@pytest.fixture
+def data_file(data, tmp_path):
+    """``data`` as a dataset file, one user per line."""
+    path = tmp_path / "tiny.txt"
+    path.write_text("".join(f"{u + 1} " + " ".join(map(str, s)) + "\n" for u, s in enumerate(data.sequences)))
+    return path
 
 
 def test_noise_replaces_inputs_only_and_keeps_every_target(data):
@@ -57,13 +69,10 @@ def test_summary_is_mean_and_sample_std_over_seeds():
     assert row["test_std"]["NDCG@10"] == pytest.approx(np.std([0.1, 0.3], ddof=1))
 
 
-def test_quick_study_runs_end_to_end_and_a_second_call_reuses_every_run(data, tmp_path, capsys):
-    path = tmp_path / "tiny.txt"
-    path.write_text("".join(f"{u + 1} " + " ".join(map(str, s)) + "\n" for u, s in enumerate(data.sequences)))
-    out = tmp_path / "study"
+def test_quick_study_runs_end_to_end_and_a_second_call_reuses_every_run(data_file, tmp_path, capsys):
+    path, out = data_file, tmp_path / "study"
     args = ["study", "--quick", "--data", str(path), "--users", "100", "--out", str(out), "--epochs", "1",
-            "--no-progress", "--d-model", "16", "--num-layers", "1", "--max-len", "10", "--batch-size", "64",
-            "--reasoning-steps", "1", "--num-codebooks", "2", "--codebook-size", "8"]  # fmt: skip
+            *TINY_MODELS, "--reasoning-steps", "1", "--num-codebooks", "2", "--codebook-size", "8"]  # fmt: skip
     assert main(args) == 0
     first_output = capsys.readouterr().out
     raw = json.loads((out / "study.json").read_text())
@@ -105,14 +114,11 @@ def test_quick_study_runs_end_to_end_and_a_second_call_reuses_every_run(data, tm
     assert json.loads((out / "study.json").read_text())["summary"] == raw["summary"]
 
 
-def test_study_runs_only_the_parts_asked_for_with_stage2_settings_of_its_own(data, tmp_path):
-    path = tmp_path / "tiny.txt"
-    path.write_text("".join(f"{u + 1} " + " ".join(map(str, s)) + "\n" for u, s in enumerate(data.sequences)))
-    out = tmp_path / "study"
+def test_study_runs_only_the_parts_asked_for_with_stage2_settings_of_its_own(data_file, tmp_path):
+    path, out = data_file, tmp_path / "study"
     args = ["study", "--data", str(path), "--users", "60", "--out", str(out), "--seeds", "1", "--epochs", "2",
             "--stage2-epochs", "1", "--stage2-lr", "5e-4", "--models", "sasrec,igrsr", "--noise", "0.3",
-            "--noise-models", "sasrec", "--ablations", "", "--intents", "", "--prefixes", "2", "--no-progress",
-            "--d-model", "16", "--num-layers", "1", "--max-len", "10", "--batch-size", "64",
+            "--noise-models", "sasrec", "--ablations", "", "--intents", "", "--prefixes", "2", *TINY_MODELS,
             "--every-window"]  # fmt: skip
     assert main(args) == 0
     raw = json.loads((out / "study.json").read_text())
@@ -130,16 +136,13 @@ def test_study_runs_only_the_parts_asked_for_with_stage2_settings_of_its_own(dat
     assert "every max_len window of each history" in report
 
 
-def test_study_tunes_each_models_learning_rate_on_validation_and_uses_it_everywhere(data, tmp_path):
-    path = tmp_path / "tiny.txt"
-    path.write_text("".join(f"{u + 1} " + " ".join(map(str, s)) + "\n" for u, s in enumerate(data.sequences)))
-    out = tmp_path / "study"
+def test_study_tunes_each_models_learning_rate_on_validation_and_uses_it_everywhere(data_file, tmp_path):
+    path, out = data_file, tmp_path / "study"
     # --lr and --stage2-lr are outside the grid: a run that ignored the tuning would show them.
     args = ["study", "--data", str(path), "--users", "60", "--out", str(out), "--seeds", "2", "--epochs", "2",
             "--stage2-epochs", "1", "--lr", "3e-4", "--stage2-lr", "2e-4", "--tune-lr", "1e-2, 1e-3",
             "--models", "pop,igrsr,sasrec", "--noise", "0.3", "--noise-models", "igrsr", "--ablations", "icr",
-            "--intents", "", "--prefixes", "", "--no-progress", "--d-model", "16", "--num-layers", "1",
-            "--max-len", "10", "--batch-size", "64"]  # fmt: skip
+            "--intents", "", "--prefixes", "", *TINY_MODELS]  # fmt: skip
     assert main(args) == 0
     raw = json.loads((out / "study.json").read_text())
     assert raw["plan"]["learning_rates"] == [1e-3, 1e-2]
