@@ -136,7 +136,8 @@ class Study:
         if not MODELS[model].learned:
             # Popularity is counted in one pass; more epochs would only repeat the count.
             config = replace(config, epochs=1)
-        return replace(config, lr=lr or self.chosen_lr.get(model, config.lr)), backbone
+        chosen = self.chosen_lr.get(model, config.lr)
+        return replace(config, lr=chosen if lr is None else lr), backbone
 
     def run(
         self, experiment: str, label: str, model: str, overrides: Optional[Dict] = None, noise: float = 0.0,
