@@ -480,7 +480,7 @@ def tuning_table(raw: Dict) -> List[str]:
     models = dict.fromkeys(record["model"] for record in records)
     lines = [
         [model, *(f"{scores[model, lr]:.4f}" if (model, lr) in scores else "–" for lr in rates),
-         f"{raw['learning_rates'].get(model, float('nan')):g}"]
+         f"{raw['learning_rates'][model]:g}"]  # every tuned model has its choice
         for model in models
     ]  # fmt: skip
     return [
