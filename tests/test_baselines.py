@@ -188,6 +188,50 @@ def test_lightrec_items_are_sums_of_one_codeword_per_codebook():
         assert parameter.grad is not None and parameter.grad.abs().sum() > 0
 
 
+def textbook_codebook_table(table):
+    """The straight-through composition as written: ``(one_hot + soft - soft.detach()) @ C``."""
+    similarity = torch.einsum("nd,bde,bwe->bnw", table.keys, table.bilinear, table.codebooks)
+    soft = torch.softmax(similarity / table.temperature, dim=-1)
+    hard = torch.nn.functional.one_hot(soft.argmax(dim=-1), soft.shape[-1]).to(soft.dtype)
+    return torch.einsum("bnw,bwd->nd", hard + soft - soft.detach(), table.codebooks)
+
+
+@pytest.mark.parametrize("temperature", [0.5, 2.0])
+def test_lightrec_composition_matches_the_textbook_straight_through_forward_and_backward(temperature):
+    torch.manual_seed(0)
+    table = LightRec(NUM_ITEMS, max_len=MAX_LEN, d_model=16, num_codebooks=3, codebook_size=8,
+                     codebook_temperature=temperature).encoder.embedding.items
+    with torch.no_grad():  # away from the identity start, so the bilinear maps matter
+        table.bilinear.add_(0.3 * torch.randn_like(table.bilinear))
+    upstream = torch.randn(NUM_ITEMS, 16)
+    results = []
+    for compose in (lambda: table.weight[1:], lambda: textbook_codebook_table(table)):
+        table.zero_grad()
+        composed = compose()
+        (composed * upstream).sum().backward()
+        results.append((composed.detach(), [p.grad.clone() for p in (table.keys, table.bilinear, table.codebooks)]))
+    (fast, fast_grads), (reference, reference_grads) = results
+    torch.testing.assert_close(fast, reference)
+    for fast_grad, reference_grad in zip(fast_grads, reference_grads):
+        torch.testing.assert_close(fast_grad, reference_grad)
+
+
+def test_lightrec_composes_its_table_once_per_step_and_per_scoring_call(monkeypatch):
+    model = LightRec(NUM_ITEMS, max_len=MAX_LEN, d_model=16, num_codebooks=2, codebook_size=4)
+    table = model.encoder.embedding.items
+    calls = []
+    compose = table.compose
+    monkeypatch.setattr(table, "compose", lambda: calls.append(1) or compose())
+    history = torch.randint(1, NUM_ITEMS + 1, (3, MAX_LEN))
+    loss, _ = model.training_loss({"history": history, "targets": history})
+    loss.backward()
+    assert len(calls) == 1
+    model.eval()
+    model.score(history)
+    assert len(calls) == 2
+    assert table._table is None  # nothing outlives the call
+
+
 def test_igrsr_without_lid_uses_the_same_free_intents_for_every_history():
     model = make("igrsr", intent_source="free")
     assert isinstance(model.distiller, FreeIntents)

@@ -12,7 +12,8 @@ codes per item.  The composed table replaces SASRec's item table for both the in
 used: every model here trains under the same budget and loss.
 """
 
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -41,22 +42,52 @@ class CodebookItemEmbedding(nn.Module):
         self.codebooks = nn.Parameter(torch.randn(num_codebooks, codebook_size, d_model) * d_model**-0.5)
         # W_b starts at the identity, so the first assignments are by inner product.
         self.bilinear = nn.Parameter(torch.eye(d_model).repeat(num_codebooks, 1, 1))
+        self._table: Optional[torch.Tensor] = None
 
-    def assignments(self) -> torch.Tensor:
-        """Straight-through one-hot codeword choices ``(B, N, W)`` of items ``1..N``."""
-        similarity = torch.einsum("nd,bde,bwe->bnw", self.keys, self.bilinear, self.codebooks)
-        soft = F.softmax(similarity / self.temperature, dim=-1)
-        hard = F.one_hot(soft.argmax(dim=-1), soft.shape[-1]).to(soft.dtype)
-        return hard + soft - soft.detach()
+    def logits(self) -> torch.Tensor:
+        """Tempered bilinear scores ``s_b(e_i, c_w^b) / T`` of items ``1..N``, ``(N, B, W)``."""
+        # Map the B·W codewords rather than the N item keys (W_b c is far cheaper), with the
+        # temperature folded in: one (N, d) x (d, B·W) product, already in softmax layout.
+        mapped = torch.einsum("bde,bwe->bwd", self.bilinear, self.codebooks) / self.temperature
+        return (self.keys @ mapped.flatten(0, 1).T).view(len(self.keys), *mapped.shape[:2])
 
     def codes(self) -> torch.Tensor:
         """The codeword index of every item in every codebook, ``(B, N)``: the compressed model."""
-        return self.assignments().argmax(dim=-1)
+        return self.logits().argmax(dim=-1).T
+
+    def compose(self) -> torch.Tensor:
+        """The composed table ``(N + 1, d)``: row 0 zero, row ``i`` the sum of item ``i``'s codewords.
+
+        Straight-through without materializing the one-hot choices: the value is the gathered
+        codewords; the gradient reaches the choice as that of ``softmax(s / T) @ C`` with the
+        codebooks ``C`` held fixed, so the codebooks learn only from the codewords chosen.  This
+        is the textbook ``(one_hot + soft - soft.detach()) @ C`` without its ``(B, N, W)`` copies.
+        """
+        logits = self.logits()
+        num_codebooks, codebook_size, d_model = self.codebooks.shape
+        codewords = self.codebooks.reshape(-1, d_model)
+        offsets = torch.arange(num_codebooks, device=logits.device) * codebook_size
+        chosen = F.embedding(logits.argmax(dim=-1) + offsets, codewords).sum(1)
+        relaxed = F.softmax(logits, dim=-1).flatten(1) @ codewords.detach()
+        composed = chosen + (relaxed - relaxed.detach())
+        return torch.cat([composed.new_zeros(1, d_model), composed])
+
+    @contextmanager
+    def composed_once(self) -> Iterator[None]:
+        """Compose the table once for every read of :attr:`weight` inside the block.
+
+        A step reads the table twice (input lookups and the tied output layer); composing it
+        costs more than the rest of the step on a large catalog.
+        """
+        self._table = self.compose()
+        try:
+            yield
+        finally:
+            self._table = None
 
     @property
     def weight(self) -> torch.Tensor:
-        composed = torch.einsum("bnw,bwd->nd", self.assignments(), self.codebooks)
-        return torch.cat([composed.new_zeros(1, composed.shape[1]), composed])
+        return self.compose() if self._table is None else self._table
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return F.embedding(ids, self.weight)
@@ -85,3 +116,11 @@ class LightRec(SASRec):
         # SASRec reads its item table only through `encoder.embedding.items` (lookups and
         # `.weight`), so swapping in the composed table is the whole change.
         embedding.items = CodebookItemEmbedding(num_items, d_model, num_codebooks, codebook_size, codebook_temperature)
+
+    def training_loss(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, float]]:
+        with self.encoder.embedding.items.composed_once():
+            return super().training_loss(batch)
+
+    def score(self, history: torch.Tensor, users: Optional[torch.Tensor] = None) -> torch.Tensor:
+        with self.encoder.embedding.items.composed_once():
+            return super().score(history, users)
