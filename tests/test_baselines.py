@@ -189,11 +189,14 @@ def test_lightrec_items_are_sums_of_one_codeword_per_codebook():
 
 
 def textbook_codebook_table(table):
-    """The straight-through composition as written: ``(one_hot + soft - soft.detach()) @ C``."""
-    similarity = torch.einsum("nd,bde,bwe->bnw", table.keys, table.bilinear, table.codebooks)
-    soft = torch.softmax(similarity / table.temperature, dim=-1)
-    hard = torch.nn.functional.one_hot(soft.argmax(dim=-1), soft.shape[-1]).to(soft.dtype)
-    return torch.einsum("bnw,bwd->nd", hard + soft - soft.detach(), table.codebooks)
+    """Residual straight-through composition as written: ``Σ_b (one_hot + soft - soft.detach()) @ C_b``."""
+    residual, composed = table.keys, 0
+    for codebook, bilinear in zip(table.codebooks, table.bilinear):
+        soft = torch.softmax(residual @ bilinear @ codebook.T / table.temperature, dim=-1)
+        hard = torch.nn.functional.one_hot(soft.argmax(dim=-1), soft.shape[-1]).to(soft.dtype)
+        codeword = (hard + soft - soft.detach()) @ codebook
+        composed, residual = composed + codeword, residual - codeword
+    return composed
 
 
 @pytest.mark.parametrize("temperature", [0.5, 2.0])

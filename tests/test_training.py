@@ -192,6 +192,21 @@ def test_every_window_is_its_own_run_and_earlier_runs_keep_their_keys(tmp_path):
     assert last["history"][0]["train_loss"] != every["history"][0]["train_loss"]
 
 
+def test_a_revised_model_gets_new_run_keys_and_first_revisions_keep_theirs(monkeypatch):
+    from dataclasses import replace
+
+    from igrsr.models.registry import MODELS
+    from igrsr.train.runs import run_key
+
+    data = make_synthetic(num_users=20, num_items=40, seq_len=(6, 12), seed=1)
+    options = dict(max_len=5, d_model=16, num_layers=1, num_heads=2)
+    first = run_key("sasrec", options, config(), data)
+    assert "revision" not in first  # as runs recorded before revisions existed
+    monkeypatch.setitem(MODELS, "sasrec", replace(MODELS["sasrec"], revision=2))
+    revised = run_key("sasrec", options, config(), data)
+    assert revised["revision"] == 2 and revised != first
+
+
 @pytest.mark.parametrize("model_name", ["pop", "rearec-erl", "igrsr"])
 def test_every_window_leaves_prefix_models_keys_alone(model_name):
     from igrsr.train.runs import run_key

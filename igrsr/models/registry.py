@@ -23,11 +23,14 @@ class ModelEntry:
     ``cls(backbone, **options)``.  Other models are built as ``cls(num_items, **options)``,
     with ``num_users=`` added when the constructor takes it.  ``learned``: training fits
     parameters (False for popularity, which counts in one pass and has no learning rate).
+    ``revision``: raised whenever what the model computes changes, so that runs of an older
+    revision are not reused (``igrsr.train.runs.run_key``).
     """
 
     cls: type
     needs_backbone: bool = False
     learned: bool = True
+    revision: int = 1
 
 
 # The model a stage-2 model (``needs_backbone``) is trained over.
@@ -42,7 +45,7 @@ MODELS: Dict[str, ModelEntry] = {
     "ssept": ModelEntry(SSEPT),
     "rearec-erl": ModelEntry(ReaRecERL),
     "rearec-prl": ModelEntry(ReaRecPRL),
-    "lightrec": ModelEntry(LightRec),
+    "lightrec": ModelEntry(LightRec, revision=2),  # 2: residual codebook encoding
 }
 
 

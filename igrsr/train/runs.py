@@ -68,7 +68,11 @@ def run_key(model_name: str, model_options: Dict, config: TrainConfig, data: Int
         for name, value in asdict(config).items()
         if name not in ignored and not (name in KEYED_WHEN_CHANGED and value == KEYED_WHEN_CHANGED[name])
     }
-    return {"model": model_name, "options": model_options, "train": training, "data": data_fingerprint(data)}
+    key = {"model": model_name, "options": model_options, "train": training, "data": data_fingerprint(data)}
+    revision = MODELS[model_name].revision
+    if revision != 1:  # revision 1 predates revisions: its runs keep their directories
+        key["revision"] = revision
+    return key
 
 
 def run_dir_for(out: Path, key: Dict, data_name: str) -> Path:
