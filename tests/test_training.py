@@ -192,19 +192,24 @@ def test_every_window_is_its_own_run_and_earlier_runs_keep_their_keys(tmp_path):
     assert last["history"][0]["train_loss"] != every["history"][0]["train_loss"]
 
 
-def test_a_revised_model_gets_new_run_keys_and_first_revisions_keep_theirs(monkeypatch):
+def test_a_revised_model_gets_new_runs_and_refuses_to_load_older_ones(monkeypatch, tmp_path):
     from dataclasses import replace
 
     from igrsr.models.registry import MODELS
     from igrsr.train.runs import run_key
 
     data = make_synthetic(num_users=20, num_items=40, seq_len=(6, 12), seed=1)
+    split = leave_one_out(data)
     options = dict(max_len=5, d_model=16, num_layers=1, num_heads=2)
     first = run_key("sasrec", options, config(), data)
     assert "revision" not in first  # as runs recorded before revisions existed
+    old = train_model("sasrec", data, split, options, config(epochs=1), tmp_path)
+    assert old["revision"] == 1
     monkeypatch.setitem(MODELS, "sasrec", replace(MODELS["sasrec"], revision=2))
     revised = run_key("sasrec", options, config(), data)
     assert revised["revision"] == 2 and revised != first
+    with pytest.raises(ValueError, match="revision 1 of 'sasrec'"):
+        load_trained(old["run_dir"], data, split, "cpu")
 
 
 @pytest.mark.parametrize("model_name", ["pop", "rearec-erl", "igrsr"])

@@ -2,18 +2,17 @@
 
 Recipe followed (the paper, and its authors' code github.com/haoyu0408/LightRec, whose run
 script uses ``rnn_model='res', att_model='bilinear'``; it sets temperature 0.9 and ``d / 8``
-codebooks of 256 where the defaults here are 1 and 4 of 256): ``B`` codebooks (``num_codebooks``) of ``W`` codewords (``codebook_size``)
-each; an item's embedding is the sum over codebooks of one codeword per codebook.  The
-codeword of item ``i`` in codebook ``b`` is ``argmax_w s_b(r_i^b, c_w^b)`` with the bilinear
-similarity ``s_b(r, c) = rᵀ W_b c`` over the residual ``r_i^b``: the item key ``e_i`` less
-the codewords chosen in codebooks ``< b``, so each codebook encodes what the others missed
-(without it the codes of a large catalog collide: on Sports, 18,357 items had 11,304
-distinct codes after two epochs).  The argmax is made differentiable with the
-straight-through estimator over a tempered softmax (forward: the one-hot choice; backward:
-the softmax's gradient).  The authors' code takes the keys from a pre-trained model and
-distils from it; here the keys are learned end to end with the codebooks and bilinear maps,
-under the same budget and loss as every other model.  A deployed model keeps just the
-codebooks and ``B`` small codes per item.  The composed table replaces SASRec's item table
+codebooks of 256 where the defaults here are 1 and 4 of 256): ``B`` codebooks
+(``num_codebooks``) of ``W`` codewords (``codebook_size``) each; an item's embedding is the
+sum over codebooks of one codeword per codebook. The codeword of item ``i`` in codebook
+``b`` is ``argmax_w s_b(r_i^b, c_w^b)`` with the bilinear similarity ``s_b(r, c) = rᵀ W_b
+c`` over the residual ``r_i^b``: the item key ``e_i`` less the codewords chosen in codebooks
+``< b``, so each codebook encodes what the others missed. The argmax is made differentiable
+with the straight-through estimator over a tempered softmax (forward: the one-hot choice;
+backward: the softmax's gradient). The authors' code takes the keys from a pre-trained model
+and distils from it; here the keys are learned end to end with the codebooks and bilinear
+maps, under the same budget and loss as every other model. A deployed model keeps just the
+codebooks and ``B`` small codes per item. The composed table replaces SASRec's item table
 for both the input and the (tied) output layer.
 """
 

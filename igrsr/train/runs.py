@@ -131,6 +131,7 @@ def train_model(
         return load_json(results_path)
     description = {
         "model": model_name,
+        "revision": entry.revision,
         "options": model_options,
         "data": data_summary(data),
         "run_dir": str(run_dir),
@@ -171,6 +172,12 @@ def load_best(run_dir: Path, data: InteractionData, split: Split, device: str) -
     description = run_description(run_dir)
     if description["data"]["fingerprint"] != data_fingerprint(data):
         raise ValueError(f"the run in {run_dir} was trained on other data than {data.name!r}")
+    revision, current = description.get("revision", 1), MODELS[description["model"]].revision
+    if revision != current:
+        raise ValueError(
+            f"the run in {run_dir} trained revision {revision} of {description['model']!r}, which "
+            f"computes other things than this package's revision {current}"
+        )
     if not (run_dir / "best.pt").exists():
         raise FileNotFoundError(f"{run_dir} has no best.pt yet: no epoch of it has finished")
     backbone = None
