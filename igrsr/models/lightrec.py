@@ -11,7 +11,8 @@ c`` over the residual ``r_i^b``: the item key ``e_i`` less the codewords chosen 
 with the straight-through estimator over a tempered softmax (forward: the one-hot choice;
 backward: the softmax's gradient). The authors' code takes the keys from a pre-trained model
 and distils from it; here the keys are learned end to end with the codebooks and bilinear
-maps, under the same budget and loss as every other model. A deployed model keeps just the
+maps, under the same budget and loss as every other model, and most items' codes collide
+(reports/lightrec-codes-2026-11-27: this is not yet a faithful LightRec). A deployed model keeps just the
 codebooks and ``B`` small codes per item. The composed table replaces SASRec's item table
 for both the input and the (tied) output layer.
 """
@@ -86,7 +87,7 @@ class CodebookItemEmbedding(nn.Module):
         """Compose the table once for every read of :attr:`weight` inside the block.
 
         A step reads the table twice (input lookups and the tied output layer); composing it
-        costs more than the rest of the step on a large catalog.
+        once halves what the codebooks cost the step.
         """
         self._table = self.compose()
         try:
