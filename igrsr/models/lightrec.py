@@ -12,9 +12,9 @@ with the straight-through estimator over a tempered softmax (forward: the one-ho
 backward: the softmax's gradient). The authors' code takes the keys from a pre-trained model
 and distils from it; here the keys are learned end to end with the codebooks and bilinear
 maps, under the same budget and loss as every other model, and most items' codes collide
-(reports/lightrec-codes-2026-11-27: this is not yet a faithful LightRec). A deployed model keeps just the
-codebooks and ``B`` small codes per item. The composed table replaces SASRec's item table
-for both the input and the (tied) output layer.
+(reports/lightrec-codes-2026-11-27: this is not yet a faithful LightRec). A deployed model
+keeps just the codebooks and ``B`` small codes per item. The composed table replaces
+SASRec's item table for both the input and the (tied) output layer.
 """
 
 from contextlib import contextmanager

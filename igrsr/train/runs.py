@@ -172,7 +172,8 @@ def load_best(run_dir: Path, data: InteractionData, split: Split, device: str) -
     description = run_description(run_dir)
     if description["data"]["fingerprint"] != data_fingerprint(data):
         raise ValueError(f"the run in {run_dir} was trained on other data than {data.name!r}")
-    revision, current = description.get("revision", 1), MODELS[description["model"]].revision
+    entry = MODELS[description["model"]]
+    revision, current = description.get("revision", 1), entry.revision
     if revision != current:
         raise ValueError(
             f"the run in {run_dir} trained revision {revision} of {description['model']!r}, which "
@@ -181,7 +182,7 @@ def load_best(run_dir: Path, data: InteractionData, split: Split, device: str) -
     if not (run_dir / "best.pt").exists():
         raise FileNotFoundError(f"{run_dir} has no best.pt yet: no epoch of it has finished")
     backbone = None
-    if MODELS[description["model"]].needs_backbone:
+    if entry.needs_backbone:
         backbone = load_trained(Path(description["backbone_run"]), data, split, device)
     num_users = len(split.train)
     model = build_model(description["model"], split.num_items, num_users, description["options"], backbone=backbone)
