@@ -73,12 +73,12 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--lr", type=float, default=None, help="default 1e-3 (3e-3 on the synthetic data)")
     group.add_argument(
         "--stage2-lr", type=float, default=None,
-        help="learning rate of stage-2 models (IGR-SR) over their trained SASRec; default --lr "
+        help="learning rate of IGR-SR's stage 2 over its trained SASRec; default --lr "
         "(1e-3 on the synthetic data)",
     )  # fmt: skip
     group.add_argument(
         "--stage2-epochs", type=int, default=None,
-        help="epoch limit of stage-2 models (IGR-SR) over their trained SASRec; default --epochs",
+        help="epoch limit of IGR-SR's stage 2 over its trained SASRec; default --epochs",
     )  # fmt: skip
     group.add_argument("--weight-decay", type=float, default=0.0)
     group.add_argument(
@@ -154,7 +154,7 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def stage2_changes(args: argparse.Namespace) -> Dict[str, Any]:
-    """The training settings of stage-2 models (IGR-SR) that differ from their SASRec's."""
+    """The training settings of IGR-SR's stage 2 that differ from its SASRec's (``ModelEntry.stage2_settings``)."""
     changes = {"lr": training_option(args, "stage2_lr"), "epochs": args.stage2_epochs}
     return {name: value for name, value in changes.items() if value is not None}
 
@@ -193,7 +193,7 @@ def command_train(args: argparse.Namespace) -> int:
     stage2_config = replace(config, **stage2_changes(args))
     results = [
         train_model(
-            name, data, split, model_options(args), stage2_config if MODELS[name].needs_backbone else config,
+            name, data, split, model_options(args), stage2_config if MODELS[name].stage2_settings else config,
             Path(args.out), args.resume, args.fresh, args.backbone_run, backbone_config=config,
         )  # fmt: skip
         for name in parse_models(args.model)

@@ -131,7 +131,7 @@ class Study:
         study's) and those of the SASRec a stage-2 model trains over (SASRec's chosen lr)."""
         backbone = replace(self.config, seed=seed, lr=self.chosen_lr.get(BACKBONE, self.config.lr))
         config = replace(self.config, seed=seed)
-        if MODELS[model].needs_backbone:
+        if MODELS[model].stage2_settings:
             config = replace(config, **self.stage2_changes)
         if not MODELS[model].learned:
             # Popularity is counted in one pass; more epochs would only repeat the count.

@@ -1,5 +1,7 @@
 """The baselines: each trains in the shared harness and beats popularity; their recipe details."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +12,7 @@ from igrsr.data import PrefixExamples, SequenceExamples, collate_trimmed, leave_
 from igrsr.models import BERT4Rec, IGRSR, LightRec, Popularity, ReaRecERL, ReaRecPRL, SSEPT
 from igrsr.models.igrsr import FreeIntents
 from igrsr.models.rearec import mean_pairwise_kl
-from igrsr.models.registry import build_model, options_for
+from igrsr.models.registry import BACKBONE, MODELS, build_model, options_for
 from igrsr.train import TrainConfig, Trainer
 
 SMALL = dict(max_len=20, d_model=32, num_layers=1, num_heads=2, dropout=0.1)
@@ -24,7 +26,7 @@ TRAINING = {
     "ssept": dict(options={}, epochs=8, batch_size=32),
     "rearec-erl": dict(options={}, epochs=6, batch_size=64),
     "rearec-prl": dict(options={}, epochs=6, batch_size=64),
-    "lightrec": dict(options=dict(num_codebooks=4, codebook_size=32), epochs=20, batch_size=32),
+    "lightrec": dict(options=dict(num_codebooks=4, codebook_size=32), epochs=8, batch_size=32),
 }
 
 
@@ -34,9 +36,14 @@ def split():
 
 
 def train(name, split, tmp_path, epochs, batch_size, options=None):
+    """Train ``name`` from seed 0; a stage-2 model trains over a SASRec trained as long first."""
     torch.manual_seed(0)
-    model = build_model(name, split.num_items, len(split.train), {**SMALL, **(options or {})})
+    options = {**SMALL, **(options or {})}
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=5e-3, patience=epochs, progress=False)
+    backbone = None
+    if MODELS[name].needs_backbone:
+        backbone, _ = train(BACKBONE, split, tmp_path, epochs, batch_size)
+    model = build_model(name, split.num_items, len(split.train), options, backbone=backbone)
     return model, Trainer(model, split, config, tmp_path / name, name).fit()
 
 
@@ -65,14 +72,13 @@ def test_popularity_counts_every_training_target_and_has_nothing_to_learn(split,
 def make(name: str, **options):
     """A small untrained model in eval mode (no dropout)."""
     options = dict(max_len=MAX_LEN, d_model=16, num_layers=2, num_heads=2, dropout=0.0, **options)
+    backbone = SASRec(NUM_ITEMS, **options_for(SASRec, options)) if MODELS[name].needs_backbone else None
+    model = build_model(name, NUM_ITEMS, 7, {**options, "num_codebooks": 2, "codebook_size": 8}, backbone=backbone)
     if name == "igrsr":
-        sasrec = SASRec(NUM_ITEMS, **{k: options.pop(k) for k in ("max_len", "d_model", "num_layers", "num_heads")})
-        model = IGRSR(sasrec, **options)
         for layer in model.reasoner.layers:
             if hasattr(layer, "cross_attention"):  # give the zero-initialized cross-attention a say
                 torch.nn.init.normal_(layer.cross_attention.out.weight, std=0.3)
-        return model.eval()
-    return build_model(name, NUM_ITEMS, 7, {**options, "num_codebooks": 2, "codebook_size": 8}).eval()
+    return model.eval()
 
 
 VARIANTS = [
@@ -174,18 +180,45 @@ def test_pairwise_kl_is_zero_for_equal_distributions_and_positive_otherwise():
     assert mean_pairwise_kl(torch.log_softmax(torch.randn(3, 4, 10), dim=-1)) > 0
 
 
+def lightrec(**options) -> LightRec:
+    return LightRec(SASRec(NUM_ITEMS, max_len=MAX_LEN, d_model=16, dropout=0.0), **options)
+
+
 def test_lightrec_items_are_sums_of_one_codeword_per_codebook():
-    model = LightRec(NUM_ITEMS, max_len=MAX_LEN, d_model=16, num_codebooks=3, codebook_size=8)
+    model = lightrec(num_codebooks=3, codebook_size=8)
     table = model.encoder.embedding.items
     codes = table.codes()
     assert codes.shape == (3, NUM_ITEMS) and 0 <= codes.min() and codes.max() < 8
+    facts = model.facts()
+    assert facts["distinct_item_codes"] == len({tuple(item) for item in codes.T.tolist()})
+    assert facts["codewords_used"] == [len(set(codebook.tolist())) for codebook in codes]
     composed = sum(table.codebooks[b, codes[b]] for b in range(3))
     weight = table.weight
     torch.testing.assert_close(weight[1:], composed)
     assert torch.equal(weight[0], torch.zeros(16))
-    weight[1:].pow(2).sum().backward()  # straight-through: the keys and maps learn the choice
-    for parameter in (table.keys, table.bilinear, table.codebooks):
+    weight[1:].pow(2).sum().backward()  # straight-through: the maps learn the choice
+    for parameter in (table.bilinear, table.codebooks):
         assert parameter.grad is not None and parameter.grad.abs().sum() > 0
+
+
+def test_lightrec_codes_the_frozen_item_table_of_its_sasrec_and_starts_from_its_encoder():
+    backbone = SASRec(NUM_ITEMS, max_len=MAX_LEN, d_model=16, dropout=0.0)
+    before = {name: value.clone() for name, value in backbone.state_dict().items()}
+    model = LightRec(backbone, num_codebooks=2, codebook_size=8)
+    table = model.encoder.embedding.items
+    torch.testing.assert_close(table.keys, backbone.item_embeddings[1:])
+    assert all(parameter is not table.keys for parameter in model.parameters()) and not table.keys.requires_grad
+    trained = model.state_dict()
+    for name, value in backbone.encoder.state_dict().items():
+        if not name.startswith("embedding.items"):
+            torch.testing.assert_close(trained[f"encoder.{name}"], value)
+    history = torch.randint(1, NUM_ITEMS + 1, (3, MAX_LEN))
+    loss, _ = model.training_loss({"history": history, "targets": history})
+    loss.backward()
+    torch.optim.SGD(model.parameters(), lr=0.1).step()
+    assert model.encoder.layers[0].attention.qkv.weight.grad is not None  # the encoder keeps learning
+    for name, value in backbone.state_dict().items():  # ... as a copy: the SASRec is untouched
+        torch.testing.assert_close(value, before[name])
 
 
 def textbook_codebook_table(table):
@@ -202,8 +235,7 @@ def textbook_codebook_table(table):
 @pytest.mark.parametrize("temperature", [0.5, 2.0])
 def test_lightrec_composition_matches_the_textbook_straight_through_forward_and_backward(temperature):
     torch.manual_seed(0)
-    table = LightRec(NUM_ITEMS, max_len=MAX_LEN, d_model=16, num_codebooks=3, codebook_size=8,
-                     codebook_temperature=temperature).encoder.embedding.items
+    table = lightrec(num_codebooks=3, codebook_size=8, codebook_temperature=temperature).encoder.embedding.items
     with torch.no_grad():  # away from the identity start, so the bilinear maps matter
         table.bilinear.add_(0.3 * torch.randn_like(table.bilinear))
     upstream = torch.randn(NUM_ITEMS, 16)
@@ -212,7 +244,7 @@ def test_lightrec_composition_matches_the_textbook_straight_through_forward_and_
         table.zero_grad()
         composed = compose()
         (composed * upstream).sum().backward()
-        results.append((composed.detach(), [p.grad.clone() for p in (table.keys, table.bilinear, table.codebooks)]))
+        results.append((composed.detach(), [p.grad.clone() for p in (table.bilinear, table.codebooks)]))
     (fast, fast_grads), (reference, reference_grads) = results
     torch.testing.assert_close(fast, reference)
     for fast_grad, reference_grad in zip(fast_grads, reference_grads):
@@ -220,7 +252,7 @@ def test_lightrec_composition_matches_the_textbook_straight_through_forward_and_
 
 
 def test_lightrec_composes_its_table_once_per_step_and_per_scoring_call(monkeypatch):
-    model = LightRec(NUM_ITEMS, max_len=MAX_LEN, d_model=16, num_codebooks=2, codebook_size=4)
+    model = lightrec(num_codebooks=2, codebook_size=4)
     table = model.encoder.embedding.items
     calls = []
     compose = table.compose
@@ -258,7 +290,7 @@ def test_subclassed_models_take_their_base_class_options():
         options_for(ReaRecERL, dict(d_model=8, num_layers=1, reasoning_steps=3, kl_weight=0.1, num_intents=2))
     )
     assert set(options_for(ReaRecPRL, dict(anneal_base=2.0, kl_weight=0.1))) == {"anneal_base"}
-    assert set(options_for(LightRec, dict(loss="bce", codebook_size=4, mask_ratio=0.5))) == {"loss", "codebook_size"}
+    assert set(options_for(LightRec, dict(loss="bce", codebook_size=4, mask_ratio=0.5))) == {"codebook_size"}
     assert "num_users" in options_for(SSEPT, dict(num_users=3))
     assert isinstance(build_model("pop", 10, 3, dict(d_model=8)), Popularity)
 
@@ -283,4 +315,6 @@ def test_command_line_trains_the_baselines(tmp_path, capsys):
     for name in models.split(","):
         assert f"{name}: " in output
     results = {p.parent.name.rsplit("-", 1)[0] for p in (tmp_path / "runs" / "tiny").glob("*/results.json")}
-    assert results == set(models.split(","))
+    assert results == {*models.split(","), "sasrec"}  # LightRec's stage 1
+    (lightrec_results,) = (tmp_path / "runs" / "tiny").glob("lightrec-*/results.json")
+    assert 1 <= json.loads(lightrec_results.read_text())["facts"]["distinct_item_codes"] <= 40

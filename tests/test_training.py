@@ -2,6 +2,7 @@
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -210,6 +211,20 @@ def test_a_revised_model_gets_new_runs_and_refuses_to_load_older_ones(monkeypatc
     assert revised["revision"] == 2 and revised != first
     with pytest.raises(ValueError, match="revision 1 of 'sasrec'"):
         load_trained(old["run_dir"], data, split, "cpu")
+
+
+def test_a_finished_run_whose_best_checkpoint_was_replaced_is_refused(tmp_path):
+    from igrsr.train.checkpoint import load_torch, save_torch
+
+    data = make_synthetic(num_users=20, num_items=40, seq_len=(6, 12), seed=1)
+    split = leave_one_out(data)
+    options = dict(max_len=5, d_model=16, num_layers=1, num_heads=2)
+    finished = train_model("sasrec", data, split, options, config(epochs=2, patience=2), tmp_path)
+    best = Path(finished["run_dir"]) / "best.pt"
+    checkpoint = load_torch(best)
+    save_torch({**checkpoint, "epoch": finished["best_epoch"] + 1}, best)  # as if copied from another run
+    with pytest.raises(ValueError, match="replaced after the run finished"):
+        load_trained(finished["run_dir"], data, split, "cpu")
 
 
 @pytest.mark.parametrize("model_name", ["pop", "rearec-erl", "igrsr"])

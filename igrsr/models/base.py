@@ -1,6 +1,6 @@
 """What the trainer and the evaluator ask of a sequential recommender."""
 
-from typing import Dict, Tuple
+from typing import Any, Dict, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +37,10 @@ class SequentialRecommender(nn.Module):
     def score(self, history: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
         """Scores ``(B, num_items + 1)`` of every item after ``history`` (B, L)."""
         raise NotImplementedError
+
+    def facts(self) -> Dict[str, Any]:
+        """What a run's results record about the trained model besides its metrics (default none)."""
+        return {}
 
     @staticmethod
     def catalog_cross_entropy(

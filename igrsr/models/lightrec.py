@@ -9,14 +9,22 @@ sum over codebooks of one codeword per codebook. The codeword of item ``i`` in c
 c`` over the residual ``r_i^b``: the item key ``e_i`` less the codewords chosen in codebooks
 ``< b``, so each codebook encodes what the others missed. The argmax is made differentiable
 with the straight-through estimator over a tempered softmax (forward: the one-hot choice;
-backward: the softmax's gradient). The authors' code takes the keys from a pre-trained model
-and distils from it; here the keys are learned end to end with the codebooks and bilinear
-maps, under the same budget and loss as every other model, and most items' codes collide
-(reports/lightrec-codes-2026-11-27: this is not yet a faithful LightRec). A deployed model
-keeps just the codebooks and ``B`` small codes per item. The composed table replaces
-SASRec's item table for both the input and the (tied) output layer.
+backward: the softmax's gradient).
+
+Trained as the authors train it: a stage 2 over a trained model.  The keys are the trained
+SASRec's item table, frozen (the authors' ``item_embeddings``, ``trainable=False``); the
+encoder starts as that SASRec's and keeps learning (their user embeddings start from the
+pre-trained ones and keep learning); the codebooks start at random.  Where this package
+differs: the loss is the full-catalog cross-entropy every model here trains with (the
+authors: BPR over sampled negatives, and a distillation term weighted 1e-9), the bilinear
+maps start at the identity (theirs at random), and the defaults above.  Codebooks start from scratch, so LightRec trains with the common settings,
+not IGR-SR's shorter stage 2.  (Revision 2 learned the keys with everything else from scratch;
+most items' codes collided: reports/lightrec-codes-2026-11-27.)  A deployed model keeps just
+the codebooks and ``B`` small codes per item. The composed table replaces SASRec's item table
+for both the input and the (tied) output layer.
 """
 
+import copy
 from contextlib import contextmanager
 from typing import Any, Dict, Iterator, Optional, Tuple
 
@@ -24,17 +32,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .base import SequentialRecommender
 from .sasrec import SASRec
 
 
 class CodebookItemEmbedding(nn.Module):
-    """An item table composed from codebooks, usable where an ``nn.Embedding`` item table is.
+    """An item table composed from codebooks over fixed item ``keys`` ``(N, d)``.
 
-    ``forward(ids)`` looks items up and ``weight`` is the whole composed table ``(N + 1, d)``,
-    with row 0 (padding) zero.
+    Usable where an ``nn.Embedding`` item table is: ``forward(ids)`` looks items up and
+    ``weight`` is the whole composed table ``(N + 1, d)``, with row 0 (padding) zero.  The keys
+    are a buffer (they only decide the codes); the codebooks and the bilinear maps learn.
     """
 
-    def __init__(self, num_items: int, d_model: int, num_codebooks: int, codebook_size: int, temperature: float):
+    def __init__(self, keys: torch.Tensor, num_codebooks: int, codebook_size: int, temperature: float):
         super().__init__()
         if num_codebooks < 1 or codebook_size < 2:
             raise ValueError(
@@ -42,8 +52,11 @@ class CodebookItemEmbedding(nn.Module):
             )
         if not temperature > 0:
             raise ValueError(f"codebook_temperature must be > 0, got {temperature}")
+        if keys.dim() != 2:
+            raise ValueError(f"keys must be (num_items, d), got shape {tuple(keys.shape)}")
+        d_model = keys.shape[1]
         self.temperature = temperature
-        self.keys = nn.Parameter(torch.randn(num_items, d_model) * d_model**-0.5)
+        self.register_buffer("keys", keys.detach().clone())
         self.codebooks = nn.Parameter(torch.randn(num_codebooks, codebook_size, d_model) * d_model**-0.5)
         # W_b starts at the identity, so the first assignments are by inner product.
         self.bilinear = nn.Parameter(torch.eye(d_model).repeat(num_codebooks, 1, 1))
@@ -104,28 +117,36 @@ class CodebookItemEmbedding(nn.Module):
 
 
 class LightRec(SASRec):
-    """SASRec whose item table is a :class:`CodebookItemEmbedding`.
+    """LightRec over a trained :class:`SASRec` ``backbone``: a stage 2, as the authors train it.
 
-    Takes :class:`SASRec`'s options plus ``num_codebooks`` (``B``, default 4),
-    ``codebook_size`` (``W``, default 256: 32 bits per item) and ``codebook_temperature``
-    (the softmax temperature of the relaxation, default 1).
+    The backbone's item table becomes the frozen keys the codes are assigned from; its encoder
+    is copied and keeps training (as the authors' user embeddings start from the pre-trained
+    ones and keep training).  The composed table replaces the item table for the input and the
+    tied output layer, so a deployed model needs no ``(N, d)`` table.
+
+    Args:
+        backbone: the trained SASRec.
+        num_codebooks: ``B`` (default 4).
+        codebook_size: ``W`` (default 256: with 4 codebooks, 32 bits per item).
+        codebook_temperature: the softmax temperature of the relaxation (default 1).
     """
 
     def __init__(
         self,
-        num_items: int,
-        *,
+        backbone: SASRec,
         num_codebooks: int = 4,
         codebook_size: int = 256,
         codebook_temperature: float = 1.0,
-        **sasrec_options: Any,
     ):
-        super().__init__(num_items, **sasrec_options)
-        embedding = self.encoder.embedding
-        d_model = embedding.positions.embedding_dim
+        # The backbone's encoder is the starting point, so SASRec's own construction (a fresh
+        # encoder) is skipped.
+        SequentialRecommender.__init__(self, backbone.num_items, backbone.max_len)
+        self.loss_kind = backbone.loss_kind
+        self.encoder = copy.deepcopy(backbone.encoder).requires_grad_(True)
+        keys = backbone.item_embeddings.detach()[1:]
         # SASRec reads its item table only through `encoder.embedding.items` (lookups and
         # `.weight`), so swapping in the composed table is the whole change.
-        embedding.items = CodebookItemEmbedding(num_items, d_model, num_codebooks, codebook_size, codebook_temperature)
+        self.encoder.embedding.items = CodebookItemEmbedding(keys, num_codebooks, codebook_size, codebook_temperature)
 
     def training_loss(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, float]]:
         with self.encoder.embedding.items.composed_once():
@@ -134,3 +155,12 @@ class LightRec(SASRec):
     def score(self, history: torch.Tensor, users: Optional[torch.Tensor] = None) -> torch.Tensor:
         with self.encoder.embedding.items.composed_once():
             return super().score(history, users)
+
+    def facts(self) -> Dict[str, Any]:
+        """How many items the codes tell apart (items with equal codes share their embedding),
+        and how many codewords each codebook uses."""
+        codes = self.encoder.embedding.items.codes()
+        return {
+            "distinct_item_codes": len(torch.unique(codes.T, dim=0)),
+            "codewords_used": [len(torch.unique(codebook_codes)) for codebook_codes in codes],
+        }

@@ -20,7 +20,9 @@ class ModelEntry:
 
     ``needs_backbone``: the model is a stage 2 over a trained SASRec, which the trainer trains
     (or reuses) first with the SASRec options of the same run; it is built as
-    ``cls(backbone, **options)``.  Other models are built as ``cls(num_items, **options)``,
+    ``cls(backbone, **options)``.  ``stage2_settings``: it trains with the stage-2 settings
+    (``--stage2-lr``, ``--stage2-epochs``) instead of the common ones: IGR-SR, whose reasoner
+    starts as its SASRec; not LightRec, whose codebooks start from scratch.  Other models are built as ``cls(num_items, **options)``,
     with ``num_users=`` added when the constructor takes it.  ``learned``: training fits
     parameters (False for popularity, which counts in one pass and has no learning rate).
     ``revision``: raised whenever what the model computes changes, so that runs of an older
@@ -29,6 +31,7 @@ class ModelEntry:
 
     cls: type
     needs_backbone: bool = False
+    stage2_settings: bool = False
     learned: bool = True
     revision: int = 1
 
@@ -39,13 +42,14 @@ BACKBONE = "sasrec"
 
 MODELS: Dict[str, ModelEntry] = {
     "sasrec": ModelEntry(SASRec),
-    "igrsr": ModelEntry(IGRSR, needs_backbone=True),
+    "igrsr": ModelEntry(IGRSR, needs_backbone=True, stage2_settings=True),
     "pop": ModelEntry(Popularity, learned=False),
     "bert4rec": ModelEntry(BERT4Rec),
     "ssept": ModelEntry(SSEPT),
     "rearec-erl": ModelEntry(ReaRecERL),
     "rearec-prl": ModelEntry(ReaRecPRL),
-    "lightrec": ModelEntry(LightRec, revision=2),  # 2: residual codebook encoding
+    # 2: residual codebook encoding; 3: a stage 2 over a trained SASRec (frozen keys)
+    "lightrec": ModelEntry(LightRec, needs_backbone=True, revision=3),
 }
 
 

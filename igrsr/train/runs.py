@@ -187,6 +187,14 @@ def load_best(run_dir: Path, data: InteractionData, split: Split, device: str) -
     num_users = len(split.train)
     model = build_model(description["model"], split.num_items, num_users, description["options"], backbone=backbone)
     checkpoint = load_torch(run_dir / "best.pt", map_location=device)
+    if "best_epoch" in description and checkpoint["epoch"] != description["best_epoch"]:
+        # Each file is written atomically, but copying or merging run directories can mix
+        # two runs of the same key: its results would then describe other weights.
+        raise ValueError(
+            f"{run_dir / 'best.pt'} holds epoch {checkpoint['epoch']} but the run's results.json "
+            f"reports best epoch {description['best_epoch']}: the checkpoint was replaced after the "
+            "run finished; retrain it (train --fresh)"
+        )
     model.load_state_dict(checkpoint["model"])
     return model.to(device), checkpoint["epoch"]
 

@@ -222,7 +222,7 @@ class Trainer:
         self.loader_generator.set_state(state["loader_rng"])
 
     def _summary(self, stopped_early: bool) -> Dict:
-        """Reload the best epoch's weights and measure them on the test set."""
+        """Reload the best epoch's weights, measure them on the test set and record the model's facts."""
         if self.best_path.exists():
             self.model.load_state_dict(load_torch(self.best_path, map_location=self.config.device)["model"])
         test = evaluate_model(self.model, self.split, "test", self.config, progress=self.config.progress)
@@ -237,4 +237,5 @@ class Trainer:
             "seconds_per_epoch": self.elapsed / max(self.epoch, 1),
             "train_seconds": self.elapsed,
             "history": self.history,
+            "facts": self.model.facts(),
         }
