@@ -64,6 +64,7 @@ def add_model_specific_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--reasoning-cl-weight", type=float, help="ReaRec-PRL: contrastive loss weight (1)")
     group.add_argument("--num-codebooks", type=int, help="LightRec: codebooks B (4)")
     group.add_argument("--codebook-size", type=int, help="LightRec: codewords per codebook W (256)")
+    group.add_argument("--codebook-temperature", type=float, help="LightRec: softmax temperature of the codes (1)")
 
 
 def add_training_options(parser: argparse.ArgumentParser) -> None:
@@ -107,6 +108,7 @@ MODEL_OPTION_NAMES = (
     "num_intents", "mask_prob", "temperature", "cl_weight", "backend",
     "intent_source", "fusion", "mask_ratio", "sse_user_prob", "sse_item_prob", "reasoning_steps",
     "kl_weight", "anneal_base", "reasoning_noise", "reasoning_cl_weight", "num_codebooks", "codebook_size",
+    "codebook_temperature",
 )  # fmt: skip
 
 

@@ -309,7 +309,8 @@ def test_command_line_trains_the_baselines(tmp_path, capsys):
     models = "pop,bert4rec,ssept,rearec-erl,rearec-prl,lightrec"
     args = ["train", "--model", models, "--data", str(path), "--out", str(tmp_path / "runs"), "--epochs", "1",
             "--no-progress", "--d-model", "16", "--num-layers", "1", "--max-len", "10", "--mask-ratio", "0.4",
-            "--reasoning-steps", "1", "--num-codebooks", "2", "--codebook-size", "8"]  # fmt: skip
+            "--reasoning-steps", "1", "--num-codebooks", "2", "--codebook-size", "8",
+            "--codebook-temperature", "0.9"]  # fmt: skip
     assert main(args) == 0
     output = capsys.readouterr().out
     for name in models.split(","):
@@ -317,4 +318,6 @@ def test_command_line_trains_the_baselines(tmp_path, capsys):
     results = {p.parent.name.rsplit("-", 1)[0] for p in (tmp_path / "runs" / "tiny").glob("*/results.json")}
     assert results == {*models.split(","), "sasrec"}  # LightRec's stage 1
     (lightrec_results,) = (tmp_path / "runs" / "tiny").glob("lightrec-*/results.json")
-    assert 1 <= json.loads(lightrec_results.read_text())["facts"]["distinct_item_codes"] <= 40
+    lightrec_run = json.loads(lightrec_results.read_text())
+    assert lightrec_run["options"] == {"num_codebooks": 2, "codebook_size": 8, "codebook_temperature": 0.9}
+    assert 1 <= lightrec_run["facts"]["distinct_item_codes"] <= 40

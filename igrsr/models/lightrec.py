@@ -11,17 +11,18 @@ c`` over the residual ``r_i^b``: the item key ``e_i`` less the codewords chosen 
 with the straight-through estimator over a tempered softmax (forward: the one-hot choice;
 backward: the softmax's gradient).
 
-Trained as the authors train it: a stage 2 over a trained model.  The keys are the trained
+Trained as the authors train it: a stage 2 over a trained model. The keys are the trained
 SASRec's item table, frozen (the authors' ``item_embeddings``, ``trainable=False``); the
 encoder starts as that SASRec's and keeps learning (their user embeddings start from the
-pre-trained ones and keep learning); the codebooks start at random.  Where this package
+pre-trained ones and keep learning); the codebooks start at random. Where this package
 differs: the loss is the full-catalog cross-entropy every model here trains with (the
 authors: BPR over sampled negatives, and a distillation term weighted 1e-9), the bilinear
-maps start at the identity (theirs at random), and the defaults above.  Codebooks start from scratch, so LightRec trains with the common settings,
-not IGR-SR's shorter stage 2.  (Revision 2 learned the keys with everything else from scratch;
-most items' codes collided: reports/lightrec-codes-2026-11-27.)  A deployed model keeps just
-the codebooks and ``B`` small codes per item. The composed table replaces SASRec's item table
-for both the input and the (tied) output layer.
+maps start at the identity (theirs at random), and the defaults above. Codebooks start from
+scratch, so LightRec trains with the common settings, not IGR-SR's shorter stage 2.
+(Revision 2 learned the keys with everything else from scratch; most items' codes collided:
+reports/lightrec-codes-2026-11-27.) A deployed model keeps just the codebooks and ``B``
+small codes per item. The composed table replaces SASRec's item table for both the input and
+the (tied) output layer.
 """
 
 import copy
