@@ -156,7 +156,9 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def stage2_changes(args: argparse.Namespace) -> Dict[str, Any]:
-    """The training settings of IGR-SR's stage 2 that differ from its SASRec's (``ModelEntry.stage2_settings``)."""
+    """The training settings of IGR-SR's stage 2 that differ from its SASRec's.
+
+    The models that take them are those with ``ModelEntry.stage2_settings``."""
     changes = {"lr": training_option(args, "stage2_lr"), "epochs": args.stage2_epochs}
     return {name: value for name, value in changes.items() if value is not None}
 

@@ -9,7 +9,7 @@ import torch
 from igrsr import SASRec
 from igrsr.cli import main
 from igrsr.data import PrefixExamples, SequenceExamples, collate_trimmed, leave_one_out, make_synthetic
-from igrsr.models import BERT4Rec, IGRSR, LightRec, Popularity, ReaRecERL, ReaRecPRL, SSEPT
+from igrsr.models import BERT4Rec, LightRec, Popularity, ReaRecERL, ReaRecPRL, SSEPT
 from igrsr.models.igrsr import FreeIntents
 from igrsr.models.rearec import mean_pairwise_kl
 from igrsr.models.registry import BACKBONE, MODELS, build_model, options_for

@@ -117,19 +117,20 @@ def test_quick_study_runs_end_to_end_and_a_second_call_reuses_every_run(data_fil
 def test_study_runs_only_the_parts_asked_for_with_stage2_settings_of_its_own(data_file, tmp_path):
     path, out = data_file, tmp_path / "study"
     args = ["study", "--data", str(path), "--users", "60", "--out", str(out), "--seeds", "1", "--epochs", "2",
-            "--stage2-epochs", "1", "--stage2-lr", "5e-4", "--models", "sasrec,igrsr", "--noise", "0.3",
+            "--stage2-epochs", "1", "--stage2-lr", "5e-4", "--models", "sasrec,lightrec,igrsr", "--noise", "0.3",
             "--noise-models", "sasrec", "--ablations", "", "--intents", "", "--prefixes", "2", *TINY_MODELS,
             "--every-window"]  # fmt: skip
     assert main(args) == 0
     raw = json.loads((out / "study.json").read_text())
     assert raw["plan"]["noise_fractions"] == [0.0, 0.3] and raw["plan"]["noise_models"] == ["sasrec"]
     assert {(r["experiment"], r["label"], r["noise"]) for r in raw["records"]} == {
-        ("main", "sasrec", 0.0), ("main", "igrsr", 0.0), ("noise", "sasrec", 0.0), ("noise", "sasrec", 0.3),
+        ("main", "sasrec", 0.0), ("main", "lightrec", 0.0), ("main", "igrsr", 0.0), ("noise", "sasrec", 0.0),
+        ("noise", "sasrec", 0.3),
         ("sweep-num_prefix", "2", 0.0),
     }  # fmt: skip
     for record in raw["records"]:
         train = json.loads((Path(record["run_dir"]) / "results.json").read_text())["train"]
-        stage2 = record["model"] == "igrsr"
+        stage2 = record["model"] == "igrsr"  # LightRec, also over a SASRec, takes the common settings
         assert (train["epochs"], train["lr"], train["every_window"]) == ((1, 5e-4, True) if stage2 else (2, 1e-3, True))
     report = (out / "report.md").read_text()
     assert "## Ablations of IGR-SR" not in report and "IGR-SR over its SASRec: lr 0.0005, epoch limit 1" in report

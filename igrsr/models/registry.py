@@ -20,13 +20,14 @@ class ModelEntry:
 
     ``needs_backbone``: the model is a stage 2 over a trained SASRec, which the trainer trains
     (or reuses) first with the SASRec options of the same run; it is built as
-    ``cls(backbone, **options)``.  ``stage2_settings``: it trains with the stage-2 settings
-    (``--stage2-lr``, ``--stage2-epochs``) instead of the common ones: IGR-SR, whose reasoner
-    starts as its SASRec; not LightRec, whose codebooks start from scratch.  Other models are built as ``cls(num_items, **options)``,
-    with ``num_users=`` added when the constructor takes it.  ``learned``: training fits
-    parameters (False for popularity, which counts in one pass and has no learning rate).
-    ``revision``: raised whenever what the model computes changes, so that runs of an older
-    revision are not reused (``igrsr.train.runs.run_key``).
+    ``cls(backbone, **options)``.  Other models are built as ``cls(num_items, **options)``,
+    with ``num_users=`` added when the constructor takes it.  ``stage2_settings``: the model
+    trains with the stage-2 settings (``--stage2-lr``, ``--stage2-epochs``) instead of the
+    common ones: IGR-SR, whose reasoner starts as its SASRec; not LightRec, whose codebooks
+    start from scratch.  ``learned``: training fits parameters (False for popularity, which
+    counts in one pass and has no learning rate).  ``revision``: raised whenever what the
+    model computes changes, so that runs of an older revision are not reused
+    (``igrsr.train.runs.run_key``).
     """
 
     cls: type
