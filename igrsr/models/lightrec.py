@@ -144,7 +144,7 @@ class LightRec(SASRec):
         SequentialRecommender.__init__(self, backbone.num_items, backbone.max_len)
         self.loss_kind = backbone.loss_kind
         self.encoder = copy.deepcopy(backbone.encoder).requires_grad_(True)
-        keys = backbone.item_embeddings.detach()[1:]
+        keys = backbone.item_embeddings[1:]  # copied and detached by the table
         # SASRec reads its item table only through `encoder.embedding.items` (lookups and
         # `.weight`), so swapping in the composed table is the whole change.
         self.encoder.embedding.items = CodebookItemEmbedding(keys, num_codebooks, codebook_size, codebook_temperature)
