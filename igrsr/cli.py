@@ -103,13 +103,14 @@ def add_runtime_options(group) -> None:
     group.add_argument("--eval-batch-size", type=int, default=None)
 
 
-MODEL_OPTION_NAMES = (
-    "max_len", "d_model", "num_layers", "num_heads", "dropout", "loss", "num_prefix",
-    "num_intents", "mask_prob", "temperature", "cl_weight", "backend",
-    "intent_source", "fusion", "mask_ratio", "sse_user_prob", "sse_item_prob", "reasoning_steps",
-    "kl_weight", "anneal_base", "reasoning_noise", "reasoning_cl_weight", "num_codebooks", "codebook_size",
-    "codebook_temperature",
-)  # fmt: skip
+def model_option_names() -> Tuple[str, ...]:
+    """The destinations of the model options, read off the parser that defines them."""
+    parser = argparse.ArgumentParser(add_help=False)
+    add_model_options(parser)
+    return tuple(action.dest for action in parser._actions)
+
+
+MODEL_OPTION_NAMES = model_option_names()
 
 
 def model_options(args: argparse.Namespace) -> Dict:

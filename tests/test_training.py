@@ -234,3 +234,13 @@ def test_every_window_leaves_prefix_models_keys_alone(model_name):
     data = make_synthetic(num_users=20, num_items=40, seq_len=(6, 12), seed=1)
     options = dict(max_len=5, d_model=16, num_layers=1, num_heads=2)
     assert run_key(model_name, options, config(every_window=True), data) == run_key(model_name, options, config(), data)
+
+
+def test_model_options_are_every_model_option_and_no_training_option():
+    from igrsr.cli import build_parser, model_options
+
+    args = build_parser().parse_args(["train", "--codebook-temperature", "0.9", "--d-model", "32", "--lr", "1e-2"])
+    options = model_options(args)
+    assert options["codebook_temperature"] == 0.9 and options["d_model"] == 32
+    assert {"num_intents", "fusion", "sse_user_prob", "reasoning_steps", "num_codebooks"} <= set(options)
+    assert not {"lr", "epochs", "seed", "threads", "data"} & set(options)
