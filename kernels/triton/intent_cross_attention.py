@@ -13,7 +13,7 @@ summed in a fixed order afterwards.  No atomics, so gradients are bitwise reprod
 Inputs are contiguous ``(B, H, L, D)`` / ``(B, H, m, D)`` tensors.
 """
 
-from typing import Optional, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 import torch
 import triton
@@ -123,13 +123,31 @@ def _cross_attention_bwd_kernel(
     tl.store(GRAD_V_PARTIAL + partial + dims[None, :], grad_v, mask=present)
 
 
-def _block_rows() -> int:
-    """Query rows per program: small under the interpreter so tests cover several blocks."""
-    return 16 if is_interpreting() else 64
+class _Config(NamedTuple):
+    block_rows: int  # query rows per program
+    num_warps: int
+    num_stages: int
 
 
-def _num_warps(head_dim: int) -> int:
-    return 8 if head_dim == 128 else 4
+# Elements of a (query rows × head dim) tile a program can keep in registers without
+# spilling, read off `tests/compile_triton_kernels.py` (sm_90, every head dim): IEEE fp32
+# dots run on FMA units and hold far more than tensor-core dots, and the backward holds
+# five tiles (q, dO, dq and the dk, dv accumulators) where the forward holds two.
+_TILE_BUDGET = {("forward", True): 4096, ("forward", False): 8192, ("backward", True): 2048, ("backward", False): 4096}
+_MAX_BLOCK_ROWS = 64
+
+
+def _config(pass_name: str, head_dim: int, dtype: torch.dtype) -> _Config:
+    """Rows, warps and pipeline stages of a launch; 16 rows under the interpreter so tests
+    cover several blocks."""
+    if is_interpreting():
+        return _Config(16, 1, 1)
+    fp32_dot = dtype == torch.float32
+    rows = max(16, min(_MAX_BLOCK_ROWS, _TILE_BUDGET[pass_name, fp32_dot] // head_dim))
+    # Pipelining the fp32 backward's loop (prefetching the next q, dO) spills at every head
+    # dim: thousands of bytes per thread at the default 3 stages.
+    stages = 1 if pass_name == "backward" and fp32_dot else 3
+    return _Config(rows, 8 if head_dim == 128 else 4, stages)
 
 
 def _processor_count(device: torch.device) -> int:
@@ -153,13 +171,13 @@ def intent_cross_attention_forward(
     """Output ``(B, H, L, D)`` for contiguous q, k, v."""
     batch, heads, seq_len, head_dim = q.shape
     out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
-    block_rows = _block_rows()
-    grid = (triton.cdiv(seq_len, block_rows), batch * heads)
+    config = _config("forward", head_dim, q.dtype)
+    grid = (triton.cdiv(seq_len, config.block_rows), batch * heads)
     _cross_attention_fwd_kernel[grid](
         q, k, v, mask_pointer(intent_mask, q), out,
         seq_len, heads, k.shape[2], scale * LOG2_E,
-        HAS_MASK=intent_mask is not None, HEAD_DIM=head_dim, BLOCK_L=block_rows,
-        FP32_DOT=needs_fp32_dot(q.dtype), num_warps=_num_warps(head_dim),
+        HAS_MASK=intent_mask is not None, HEAD_DIM=head_dim, BLOCK_L=config.block_rows,
+        FP32_DOT=needs_fp32_dot(q.dtype), num_warps=config.num_warps, num_stages=config.num_stages,
     )
     return out
 
@@ -175,8 +193,8 @@ def intent_cross_attention_backward(
     """(dq, dk, dv) for contiguous inputs."""
     batch, heads, seq_len, head_dim = q.shape
     num_intents = k.shape[2]
-    block_rows = _block_rows()
-    chunks, blocks_per_chunk = _reduction_chunks(triton.cdiv(seq_len, block_rows), batch * heads, q.device)
+    config = _config("backward", head_dim, q.dtype)
+    chunks, blocks_per_chunk = _reduction_chunks(triton.cdiv(seq_len, config.block_rows), batch * heads, q.device)
     grad_q = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     partial_shape = (batch, heads, chunks, num_intents, head_dim)
     grad_k_partial = torch.empty(partial_shape, dtype=torch.float32, device=q.device)
@@ -184,8 +202,8 @@ def intent_cross_attention_backward(
     _cross_attention_bwd_kernel[(chunks, batch * heads)](
         q, k, v, mask_pointer(intent_mask, q), grad_out, grad_q, grad_k_partial, grad_v_partial,
         seq_len, heads, num_intents, scale, scale * LOG2_E, blocks_per_chunk,
-        HAS_MASK=intent_mask is not None, HEAD_DIM=head_dim, BLOCK_L=block_rows,
-        FP32_DOT=needs_fp32_dot(q.dtype), num_warps=_num_warps(head_dim),
+        HAS_MASK=intent_mask is not None, HEAD_DIM=head_dim, BLOCK_L=config.block_rows,
+        FP32_DOT=needs_fp32_dot(q.dtype), num_warps=config.num_warps, num_stages=config.num_stages,
     )
     grad_k = grad_k_partial.sum(dim=2).to(k.dtype)
     grad_v = grad_v_partial.sum(dim=2).to(v.dtype)
