@@ -4,10 +4,11 @@ Triton's interpreter (how the kernels are tested on CPUs) does not check what on
 compiler checks: which globals a kernel may read, the types of ``tl.dot`` operands, shared
 memory per block.  This compiles each kernel down to a cubin (Triton's wheel carries ptxas),
 with the block sizes, warps and stages the launchers choose on a GPU: for sm_90 with every
-dtype and the smallest and largest head dims, for sm_80 with the largest (the most shared
-memory); and checks that its shared memory fits the target.  Prints one line per kernel, with
-its registers and stack per thread where the wheel's cuobjdump reads them (what bounds
-occupancy; stack is spilled registers), and exits non-zero on the first failure.
+dtype and every head dim, for sm_80 with the largest (the most shared memory); and checks
+that its shared memory fits the target and that the kernels tuned not to spill registers
+(``SPILL_FREE``) do not.  Prints one line per kernel, with its registers and stack per thread
+where the wheel's cuobjdump reads them (what bounds occupancy; stack is spilled registers),
+and exits non-zero on the first failure.
 Must run without TRITON_INTERPRET, which turns kernels into interpreted functions.
 """
 
@@ -105,7 +106,7 @@ def resource_usage(cubin: bytes) -> Optional[Tuple[int, int]]:
     return (int(found.group(1)), int(found.group(2))) if found else None
 
 
-TARGETS = [(90, dtype, head_dim) for dtype in TRITON_TYPES for head_dim in (16, 128)]
+TARGETS = [(90, dtype, head_dim) for dtype in TRITON_TYPES for head_dim in (16, 32, 64, 128)]
 TARGETS += [(80, dtype, 128) for dtype in TRITON_TYPES]
 
 
