@@ -175,9 +175,12 @@ def test_gpu_block_sizes_under_interpreter(monkeypatch):
         q, k, v = attention_inputs(2, 1, 150, head_dim, dtype, "cpu")
         mask = padding_mask("left", 2, 150, "cpu")
         assert_within_reference_error(causal_attention, (q, k, v), key_padding_mask=mask, num_prefix=70)
-    q, k, v = intent_inputs(1, 2, 150, 5, 32, torch.float16, "cpu")
-    mask = intent_mask("random", 1, 5, "cpu")
-    assert_within_reference_error(intent_cross_attention, (q, k, v), intent_mask=mask)
+    # Cross-attention rows per program: 64 (fp16, hd 32), 32 (fp32 backward, hd 64), 16 and 32
+    # (fp32 / fp16 at hd 128).
+    for dtype, head_dim in [(torch.float16, 32), (torch.float32, 64), (torch.float32, 128), (torch.float16, 128)]:
+        q, k, v = intent_inputs(1, 2, 150, 5, head_dim, dtype, "cpu")
+        mask = intent_mask("random", 1, 5, "cpu")
+        assert_within_reference_error(intent_cross_attention, (q, k, v), intent_mask=mask)
 
 
 # --------------------------------------------------------------------------- masking edge cases
