@@ -142,7 +142,7 @@ def _config(pass_name: str, head_dim: int, dtype: torch.dtype) -> _Config:
     cover several blocks."""
     if is_interpreting():
         return _Config(16, 1, 1)
-    fp32_dot = dtype == torch.float32
+    fp32_dot = needs_fp32_dot(dtype)
     rows = max(16, min(_MAX_BLOCK_ROWS, _TILE_BUDGET[pass_name, fp32_dot] // head_dim))
     # Pipelining the fp32 backward's loop (prefetching the next q, dO) spills at every head
     # dim: thousands of bytes per thread at the default 3 stages.
