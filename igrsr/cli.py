@@ -311,8 +311,12 @@ def command_study(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="igrsr", description="Intent-guided sequential recommendation")
     commands = parser.add_subparsers(dest="command")
-    train = commands.add_parser("train", help="train and evaluate models (default: SASRec and IGR-SR on synthetic data)")
-    train.add_argument("--data", default=None, help="dataset file (.txt, .inter, .csv, .tsv); default: embedded synthetic")
+    train = commands.add_parser(
+        "train", help="train and evaluate models (default: SASRec and IGR-SR on synthetic data)"
+    )
+    train.add_argument(
+        "--data", default=None, help="dataset file (.txt, .inter, .csv, .tsv); default: embedded synthetic"
+    )
     train.add_argument("--model", default=DEFAULT_MODELS, help=f"comma-separated models: {', '.join(sorted(MODELS))}")
     train.add_argument("--out", default="runs", help="directory of run folders")
     train.add_argument("--resume", action="store_true", help="continue interrupted runs from last.pt")

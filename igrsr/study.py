@@ -156,9 +156,8 @@ class Study:
                 resume=True, backbone_config=backbone_config,
             )  # fmt: skip
             where = {"experiment": experiment, "label": label, "model": model, "overrides": overrides}
-            added.append(
-                {**where, "noise": noise, "seed": seed, "lr": config.lr, **{key: result[key] for key in RECORDED_RESULTS}}
-            )
+            recorded = {key: result[key] for key in RECORDED_RESULTS}
+            added.append({**where, "noise": noise, "seed": seed, "lr": config.lr, **recorded})
             self.records.append(added[-1])
             self.save(complete=False)
         return added
@@ -185,7 +184,10 @@ class Study:
             for label, run_dir in runs.items()
         }
         return [
-            {"model": model, "versus": label, "metric": metric, "seed": seed, **paired_bootstrap(values[model], values[label])}
+            {
+                "model": model, "versus": label, "metric": metric, "seed": seed,
+                **paired_bootstrap(values[model], values[label]),
+            }
             for label in runs
             if label != model
         ]

@@ -67,7 +67,8 @@ def assert_within_reference_error(z1, z2, backend, **kwargs):
         reference_error = (reference_value.double() - exact_value).abs().max().item()
         bound = 2 * reference_error + slack * exact_value.abs().max().item() + 1e-30
         assert kernel_error <= bound, (
-            f"{name}: kernel error {kernel_error:.3g} > 2 × reference error {reference_error:.3g} + slack ({bound:.3g})"
+            f"{name}: kernel error {kernel_error:.3g} > "
+            f"2 × reference error {reference_error:.3g} + slack ({bound:.3g})"
         )
     return fast
 
