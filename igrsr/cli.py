@@ -3,7 +3,8 @@
 ``igrsr train`` with no arguments trains SASRec and IGR-SR on the embedded synthetic data
 and prints them side by side.  ``igrsr study`` runs the paper's experiments (every model,
 noise robustness, ablations, sweeps) and writes a report; ``--quick`` is a small version.
-``igrsr evaluate RUN_DIR ...`` scores runs' best checkpoints, an interrupted run's included.
+``igrsr evaluate RUN_DIR ...`` scores runs' best checkpoints, an interrupted run's included,
+and with ``--versus RUN_DIR`` compares each with another run user by user.
 """
 
 import argparse
@@ -14,12 +15,16 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
-from .data import InteractionData, leave_one_out, make_synthetic
+from .data import InteractionData, Split, leave_one_out, make_synthetic
+from .eval import parse_metric, per_user_metric, ranking_metrics
 from .models.registry import MODELS
-from .study import ABLATION_NAMES, ALL_MODELS, Study, StudyPlan, first_users, main_table, run_study
-from .train import TrainConfig, evaluate_model, load_data, train_model
+from .study import (
+    ABLATION_NAMES, ALL_MODELS, Study, StudyPlan, first_users, format_paired, main_table, paired_bootstrap, run_study,
+)
+from .train import TrainConfig, load_data, train_model
 from .train.checkpoint import save_json
 from .train.runs import SYNTHETIC, is_finished, load_best, run_description
+from .train.trainer import target_ranks_of
 
 DEFAULT_MODELS = "sasrec,igrsr"
 # `igrsr study --quick`: a smaller synthetic dataset, one seed and a few epochs.
@@ -210,28 +215,54 @@ def command_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def best_test_ranks(
+    run_dir: Path, data: InteractionData, split: Split, config: TrainConfig
+) -> Tuple[int, torch.Tensor]:
+    """The best epoch of a run, finished or not, and its model's test rank of every user's target."""
+    try:
+        model, best_epoch = load_best(run_dir, data, split, config.device)
+    except (FileNotFoundError, ValueError) as error:
+        raise SystemExit(f"igrsr evaluate: {error}") from None
+    return best_epoch, target_ranks_of(model, split, "test", config)
+
+
 def command_evaluate(args: argparse.Namespace) -> int:
-    """Test metrics of each run's best checkpoint; an unfinished run is scored as far as it got."""
+    """Test metrics of each run's best checkpoint; an unfinished run is scored as far as it got.
+
+    With ``--versus``, each run is also compared with that run user by user (paired bootstrap).
+    """
+    try:
+        metric = parse_metric(args.metric)
+    except ValueError as error:
+        raise SystemExit(f"--metric: {error}") from None
     if args.threads:
         torch.set_num_threads(args.threads)
     data = load_data(args.data)
     split = leave_one_out(data)
     config = TrainConfig(device=resolve_device(args.device), eval_batch_size=args.eval_batch_size, progress=False)
+    theirs = None
+    if args.versus:
+        theirs = per_user_metric(best_test_ranks(Path(args.versus), data, split, config)[1], *metric).numpy()
     results = []
     for run_dir in map(Path, args.runs):
-        try:
-            model, best_epoch = load_best(run_dir, data, split, config.device)
-        except (FileNotFoundError, ValueError) as error:
-            raise SystemExit(f"igrsr evaluate: {error}") from None
-        results.append({
+        best_epoch, ranks = best_test_ranks(run_dir, data, split, config)
+        result = {
             "model": run_description(run_dir)["model"],
             "run_dir": str(run_dir),
             "finished": is_finished(run_dir),
             "best_epoch": best_epoch,
-            "test": evaluate_model(model, split, "test", config),
-        })  # fmt: skip
+            "test": ranking_metrics(ranks),
+        }
+        if theirs is not None:
+            ours = per_user_metric(ranks, *metric).numpy()
+            result["paired"] = {"versus": args.versus, "metric": args.metric, **paired_bootstrap(ours, theirs)}
+        results.append(result)
     print(f"test metrics (full ranking over {split.num_items} items, {len(split.train)} users):")
     print(format_table(results, EVALUATE_COLUMNS))
+    for result in results:
+        if "paired" in result:
+            print(f"{result['run_dir']} against {args.versus}, {args.metric} user by user: "
+                  f"{format_paired(result['paired'])}")  # fmt: skip
     if args.json:
         save_json(results, Path(args.json))
         print(f"written to {args.json}")
@@ -336,6 +367,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("runs", nargs="+", help="run directories (OUT/<dataset>/<model>-<hash>)")
     evaluate.add_argument("--data", default=None, help="the runs' dataset file; default: embedded synthetic")
     evaluate.add_argument("--json", default=None, help="also write the results to this JSON file")
+    evaluate.add_argument(
+        "--versus", default=None,
+        help="a run directory to compare each run with, user by user (paired bootstrap over the test users)",
+    )  # fmt: skip
+    evaluate.add_argument("--metric", default="NDCG@10", help="metric of the --versus comparison (HR, NDCG or MRR @K)")
     add_runtime_options(evaluate)
     evaluate.set_defaults(handler=command_evaluate)
 

@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .data import InteractionData, Split, inject_noise, leave_one_out
-from .eval import per_user_metric
+from .eval import parse_metric, per_user_metric
 from .models.registry import BACKBONE, MODELS
 from .train import TrainConfig, train_model
 from .train.checkpoint import save_json
@@ -178,9 +178,9 @@ class Study:
         if model not in runs:
             return []
         data, split = self.variant(0.0)
-        name, k = metric.split("@")
+        name, k = parse_metric(metric)
         values = {
-            label: per_user_metric(per_user_test_ranks(run_dir, data, split, self.config.device), name, int(k)).numpy()
+            label: per_user_metric(per_user_test_ranks(run_dir, data, split, self.config.device), name, k).numpy()
             for label, run_dir in runs.items()
         }
         return [
@@ -382,7 +382,7 @@ def claims_section(raw: Dict) -> List[str]:
         paired = {row["versus"]: row for row in raw.get("paired", []) if row["metric"] == HEADLINE}
         best = gains[HEADLINE][0]
         if best in paired:
-            lines.append(f"  Paired over the test users, {HEADLINE} against {best}: {_paired_cell(paired[best])}.")
+            lines.append(f"  Paired over the test users, {HEADLINE} against {best}: {format_paired(paired[best])}.")
     drops = noise_drops(raw)
     if "igrsr" in drops and len(drops) > 1:
         others = {model: drop for model, drop in drops.items() if model != "igrsr"}
@@ -510,7 +510,8 @@ def _stage2_note(raw: Dict, skip: Sequence[str] = ()) -> str:
     return f"; IGR-SR over its SASRec: {listed}" if listed else ""
 
 
-def _paired_cell(row: Dict) -> str:
+def format_paired(row: Dict) -> str:
+    """A paired_bootstrap result as "+12.0% (95% interval -3.1% to +41.3%)"."""
     if np.isnan(row["gain_percent"]):
         return "n/a (the other model has no hit)"
     low, high = row["ci95_percent"]
@@ -531,7 +532,7 @@ def paired_table(raw: Dict) -> List[str]:
         f"interval over the {first['users']} test users ({first['resamples']} resamples): the spread that the "
         "choice of test users alone gives. Training variance comes on top (seeds).",
         "",
-        *_table(["versus", f"{first['metric']} difference"], [[row["versus"], _paired_cell(row)] for row in rows]),
+        *_table(["versus", f"{first['metric']} difference"], [[row["versus"], format_paired(row)] for row in rows]),
         "",
     ]
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import requires_cuda
 
-from igrsr.eval import evaluate, metrics_from_ranks, ranks_from_scores, target_ranks
+from igrsr.eval import evaluate, metrics_from_ranks, parse_metric, per_user_metric, ranks_from_scores, target_ranks
 
 # --- metrics ---------------------------------------------------------------------------------
 
@@ -40,6 +40,18 @@ def test_metrics_accept_numpy_and_reject_empty():
     assert metrics_from_ranks(np.array([0, 9]), ks=(10,))["HR@10"] == 1.0
     with pytest.raises(ValueError, match="no ranks"):
         metrics_from_ranks(torch.tensor([], dtype=torch.long))
+
+
+@pytest.mark.parametrize("metric", ["NDCG@10", "HR@5", "MRR@20"])
+def test_named_metrics_are_the_per_user_values_that_average_to_the_metric(metric):
+    ranks = torch.tensor([0, 3, 7, 12, 40])
+    assert per_user_metric(ranks, *parse_metric(metric)).mean().item() == metrics_from_ranks(ranks)[metric]
+
+
+@pytest.mark.parametrize("metric", ["NDCG10", "ndcg@10", "NDCG@0", "NDCG@x", "AUC@10", ""])
+def test_parse_metric_rejects_malformed_names(metric):
+    with pytest.raises(ValueError, match="like NDCG@10"):
+        parse_metric(metric)
 
 
 # --- ranks -----------------------------------------------------------------------------------

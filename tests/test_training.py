@@ -166,6 +166,21 @@ def test_evaluate_scores_finished_and_interrupted_runs_from_their_best_checkpoin
         assert evaluated[name]["best_epoch"] == result["best_epoch"]
         assert evaluated[name]["test"] == pytest.approx(result["test"], abs=1e-6)
 
+    # User by user against SASRec: the gain is that of the means, a run against itself gains nothing.
+    versus = ["--data", str(data), "--versus", str(runs["sasrec"]), "--metric", "HR@10", "--json", str(report)]
+    assert main(["evaluate", str(runs["igrsr"]), str(runs["sasrec"]), *versus]) == 0
+    assert "HR@10 user by user" in capsys.readouterr().out
+    igrsr_row, sasrec_row = json.loads(report.read_text())
+    expected = 100 * (recorded["igrsr"]["test"]["HR@10"] / recorded["sasrec"]["test"]["HR@10"] - 1)
+    assert igrsr_row["paired"]["metric"] == "HR@10"
+    assert igrsr_row["paired"]["users"] == recorded["igrsr"]["test"]["num_users"]
+    assert igrsr_row["paired"]["gain_percent"] == pytest.approx(expected)
+    low, high = igrsr_row["paired"]["ci95_percent"]
+    assert low <= igrsr_row["paired"]["gain_percent"] <= high
+    assert sasrec_row["paired"]["gain_percent"] == 0 and sasrec_row["paired"]["ci95_percent"] == [0, 0]
+    with pytest.raises(SystemExit, match="--metric"):
+        main(["evaluate", str(runs["sasrec"]), *versus[:-2], "--metric", "NDCG10"])
+
     with pytest.raises(SystemExit, match="not a run directory"):
         main(["evaluate", str(tmp_path), "--data", str(data)])
     other = write_sequences(tmp_path / "other.txt", seed=1)

@@ -62,6 +62,14 @@ def metrics_from_ranks(ranks, ks: Sequence[int] = (5, 10, 20)) -> dict[str, floa
     }
 
 
+def parse_metric(metric: str) -> tuple[str, int]:
+    """``"NDCG@10"`` as ``("NDCG", 10)``; HR, NDCG or MRR at a positive cut-off."""
+    name, _, k = metric.partition("@")
+    if name not in ("HR", "NDCG", "MRR") or not k.isdigit() or int(k) < 1:
+        raise ValueError(f"metric must be HR, NDCG or MRR at a positive K, like NDCG@10; got {metric!r}")
+    return name, int(k)
+
+
 def per_user_metric(ranks, name: str, k: int) -> torch.Tensor:
     """Each user's HR@K, NDCG@K or MRR@K (``name``) from 0-based ranks, as float64."""
     ranks = torch.as_tensor(ranks).double().flatten()
