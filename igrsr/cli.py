@@ -240,12 +240,14 @@ def command_evaluate(args: argparse.Namespace) -> int:
     data = load_data(args.data)
     split = leave_one_out(data)
     config = TrainConfig(device=resolve_device(args.device), eval_batch_size=args.eval_batch_size, progress=False)
-    theirs = None
-    if args.versus:
-        theirs = per_user_metric(best_test_ranks(Path(args.versus), data, split, config)[1], *metric).numpy()
+    run_dirs = [Path(run) for run in args.runs]
+    versus = [Path(args.versus)] if args.versus else []
+    # Each run is scored once, the --versus run too when it is also listed.
+    scored = {run_dir: best_test_ranks(run_dir, data, split, config) for run_dir in dict.fromkeys([*versus, *run_dirs])}
+    theirs = per_user_metric(scored[versus[0]][1], *metric).numpy() if versus else None
     results = []
-    for run_dir in map(Path, args.runs):
-        best_epoch, ranks = best_test_ranks(run_dir, data, split, config)
+    for run_dir in run_dirs:
+        best_epoch, ranks = scored[run_dir]
         result = {
             "model": run_description(run_dir)["model"],
             "run_dir": str(run_dir),
