@@ -173,7 +173,8 @@ def parse_models(text: str, option: str = "--model") -> List[str]:
     names = list(parse_list(text, str, option))
     unknown = [name for name in names if name not in MODELS]
     if not names or unknown:
-        raise SystemExit(f"{option}: unknown model(s) {unknown}; choose from {', '.join(sorted(MODELS))}")
+        problem = f"unknown model(s) {unknown}" if unknown else "no model given"
+        raise SystemExit(f"{option}: {problem}; choose from {', '.join(sorted(MODELS))}")
     return names
 
 

@@ -111,6 +111,8 @@ def test_command_line_trains_reuses_stage_one_and_writes_results(tmp_path, capsy
 def test_command_line_rejects_unknown_models(tmp_path):
     with pytest.raises(SystemExit, match="unknown model"):
         main(["train", "--model", "gru4rec", "--data", str(write_sequences(tmp_path / "d.txt"))])
+    with pytest.raises(SystemExit, match="--models: no model given"):
+        main(["study", "--models", " , ", "--out", str(tmp_path / "study")])
 
 
 def test_backbone_run_option_picks_the_stage_one_and_checks_its_data(tmp_path):
