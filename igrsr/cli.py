@@ -17,6 +17,7 @@ import torch
 
 from .data import InteractionData, Split, leave_one_out, make_synthetic
 from .eval import parse_metric, per_user_metric, ranking_metrics
+from .models.lightrec import CODEBOOK_CHOICES, CODEBOOK_STARTS
 from .models.registry import MODELS
 from .study import (
     ABLATION_NAMES, ALL_MODELS, Study, StudyPlan, first_users, format_paired, main_table, paired_bootstrap, run_study,
@@ -70,6 +71,12 @@ def add_model_specific_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--num-codebooks", type=int, help="LightRec: codebooks B (4)")
     group.add_argument("--codebook-size", type=int, help="LightRec: codewords per codebook W (256)")
     group.add_argument("--codebook-temperature", type=float, help="LightRec: softmax temperature of the codes (1)")
+    group.add_argument(
+        "--codebook-choice", choices=CODEBOOK_CHOICES, help="LightRec: how a codeword is scored (bilinear)"
+    )
+    group.add_argument(
+        "--codebook-start", choices=CODEBOOK_STARTS, help="LightRec: codebooks start random or at residual k-means"
+    )
 
 
 def add_training_options(parser: argparse.ArgumentParser) -> None:

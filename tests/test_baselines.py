@@ -11,6 +11,7 @@ from igrsr.cli import main
 from igrsr.data import PrefixExamples, SequenceExamples, collate_trimmed, leave_one_out, make_synthetic
 from igrsr.models import BERT4Rec, LightRec, Popularity, ReaRecERL, ReaRecPRL, SSEPT
 from igrsr.models.igrsr import FreeIntents
+from igrsr.models.lightrec import kmeans
 from igrsr.models.rearec import mean_pairwise_kl
 from igrsr.models.registry import BACKBONE, MODELS, build_model, options_for
 from igrsr.train import TrainConfig, Trainer
@@ -222,33 +223,86 @@ def test_lightrec_codes_the_frozen_item_table_of_its_sasrec_and_starts_from_its_
 
 
 def textbook_codebook_table(table):
-    """Residual straight-through composition as written: ``Σ_b (one_hot + soft - soft.detach()) @ C_b``."""
+    """Residual straight-through composition as written: ``Σ_b (one_hot + soft - soft.detach()) @ C_b``,
+    with ``s_b(r, c) = rᵀ W_b c`` or ``-||r - c||²``."""
     residual, composed = table.keys, 0
-    for codebook, bilinear in zip(table.codebooks, table.bilinear):
-        soft = torch.softmax(residual @ bilinear @ codebook.T / table.temperature, dim=-1)
+    for index, codebook in enumerate(table.codebooks):
+        if table.choice == "bilinear":
+            similarity = residual @ table.bilinear[index] @ codebook.T
+        else:
+            similarity = -torch.cdist(residual, codebook).pow(2)
+        soft = torch.softmax(similarity / table.temperature, dim=-1)
         hard = torch.nn.functional.one_hot(soft.argmax(dim=-1), soft.shape[-1]).to(soft.dtype)
         codeword = (hard + soft - soft.detach()) @ codebook
         composed, residual = composed + codeword, residual - codeword
     return composed
 
 
+@pytest.mark.parametrize("choice", ["bilinear", "euclidean"])
 @pytest.mark.parametrize("temperature", [0.5, 2.0])
-def test_lightrec_composition_matches_the_textbook_straight_through_forward_and_backward(temperature):
+def test_lightrec_composition_matches_the_textbook_straight_through_forward_and_backward(temperature, choice):
     torch.manual_seed(0)
-    table = lightrec(num_codebooks=3, codebook_size=8, codebook_temperature=temperature).encoder.embedding.items
-    with torch.no_grad():  # away from the identity start, so the bilinear maps matter
-        table.bilinear.add_(0.3 * torch.randn_like(table.bilinear))
+    model = lightrec(num_codebooks=3, codebook_size=8, codebook_temperature=temperature, codebook_choice=choice)
+    table = model.encoder.embedding.items
+    if choice == "bilinear":
+        with torch.no_grad():  # away from the identity start, so the bilinear maps matter
+            table.bilinear.add_(0.3 * torch.randn_like(table.bilinear))
+    learned = list(table.parameters())
+    assert len(learned) == (2 if choice == "bilinear" else 1)  # no bilinear maps to choose by distance
     upstream = torch.randn(NUM_ITEMS, 16)
     results = []
     for compose in (lambda: table.weight[1:], lambda: textbook_codebook_table(table)):
         table.zero_grad()
         composed = compose()
         (composed * upstream).sum().backward()
-        results.append((composed.detach(), [p.grad.clone() for p in (table.bilinear, table.codebooks)]))
+        results.append((composed.detach(), [p.grad.clone() for p in learned]))
     (fast, fast_grads), (reference, reference_grads) = results
     torch.testing.assert_close(fast, reference)
     for fast_grad, reference_grad in zip(fast_grads, reference_grads):
         torch.testing.assert_close(fast_grad, reference_grad)
+
+
+def test_kmeans_finds_separated_clusters_and_takes_fewer_points_than_centres():
+    torch.manual_seed(0)
+    centres = torch.tensor([[5.0, 0.0], [-5.0, 0.0], [0.0, 5.0]])
+    points = torch.cat([centre + 0.1 * torch.randn(50, 2) for centre in centres])
+    found = kmeans(points, 3)
+    nearest = torch.cdist(centres, found).min(dim=1).values
+    assert nearest.max() < 0.1
+    few = kmeans(points[:2], 5)
+    assert few.shape == (5, 2) and all(any(torch.equal(row, point) for point in points[:2]) for row in few)
+
+
+def unexplained(table):
+    """Mean ``||key - composed|| / ||key||`` over the items."""
+    keys = table.keys
+    return ((keys - table.weight[1:]).norm(dim=1) / keys.norm(dim=1)).mean().item()
+
+
+def test_lightrec_kmeans_start_quantizes_the_keys_with_the_euclidean_choice():
+    torch.manual_seed(0)
+    with torch.no_grad():
+        random_start = lightrec(num_codebooks=2, codebook_size=8).encoder.embedding.items
+        start = lightrec(num_codebooks=2, codebook_size=8, codebook_choice="euclidean", codebook_start="kmeans")
+        table = start.encoder.embedding.items
+        assert unexplained(table) < 0.9 * min(1.0, unexplained(random_start))
+        first = kmeans_start_reference(table.keys, table.codebooks)
+    torch.testing.assert_close(table.codebooks[0], first)
+
+
+def kmeans_start_reference(keys, codebooks):
+    """The first codebook of a k-means start: k-means centres of the keys, so each is the mean of
+    the keys nearest to it (a fixed point of Lloyd's step)."""
+    nearest = torch.cdist(keys, codebooks[0]).argmin(dim=1)
+    means = [keys[nearest == index].mean(dim=0) if (nearest == index).any() else codebooks[0, index]
+             for index in range(codebooks.shape[1])]  # fmt: skip
+    return torch.stack(means)
+
+
+@pytest.mark.parametrize("bad", [dict(codebook_choice="cosine"), dict(codebook_start="zeros")])
+def test_lightrec_rejects_unknown_codebook_options(bad):
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        lightrec(**bad)
 
 
 def test_lightrec_composes_its_table_once_per_step_and_per_scoring_call(monkeypatch):
@@ -310,7 +364,7 @@ def test_command_line_trains_the_baselines(tmp_path, capsys):
     args = ["train", "--model", models, "--data", str(path), "--out", str(tmp_path / "runs"), "--epochs", "1",
             "--no-progress", "--d-model", "16", "--num-layers", "1", "--max-len", "10", "--mask-ratio", "0.4",
             "--reasoning-steps", "1", "--num-codebooks", "2", "--codebook-size", "8",
-            "--codebook-temperature", "0.9"]  # fmt: skip
+            "--codebook-temperature", "0.9", "--codebook-choice", "euclidean", "--codebook-start", "kmeans"]  # fmt: skip
     assert main(args) == 0
     output = capsys.readouterr().out
     for name in models.split(","):
@@ -319,5 +373,6 @@ def test_command_line_trains_the_baselines(tmp_path, capsys):
     assert results == {*models.split(","), "sasrec"}  # LightRec's stage 1
     (lightrec_results,) = (tmp_path / "runs" / "tiny").glob("lightrec-*/results.json")
     lightrec_run = json.loads(lightrec_results.read_text())
-    assert lightrec_run["options"] == {"num_codebooks": 2, "codebook_size": 8, "codebook_temperature": 0.9}
+    assert lightrec_run["options"] == {"num_codebooks": 2, "codebook_size": 8, "codebook_temperature": 0.9,
+                                       "codebook_choice": "euclidean", "codebook_start": "kmeans"}  # fmt: skip
     assert 1 <= lightrec_run["facts"]["distinct_item_codes"] <= 40

@@ -23,6 +23,14 @@ scratch, so LightRec trains with the common settings, not IGR-SR's shorter stage
 reports/lightrec-codes-2026-11-27.) A deployed model keeps just the codebooks and ``B``
 small codes per item. The composed table replaces SASRec's item table for both the input and
 the (tied) output layer.
+
+Two options the authors' code also has, off by default as in their run script:
+``codebook_choice="euclidean"`` scores a codeword by its negative squared distance to the
+residual instead of the bilinear form (their ``att_model='euclidean'``), and
+``codebook_start="kmeans"`` starts codebook ``b`` at the k-means centres of the residuals the
+codebooks ``< b`` leave (commented out in their code).  Under the bilinear choice (an inner
+product at the start) k-means codewords explain little of a key; with the Euclidean choice
+the start is residual k-means quantization (reports/lightrec-stage2-2026-11-27).
 """
 
 import copy
@@ -37,6 +45,30 @@ from .base import SequentialRecommender
 from .sasrec import SASRec
 
 
+CODEBOOK_CHOICES = ("bilinear", "euclidean")
+CODEBOOK_STARTS = ("random", "kmeans")
+
+
+def kmeans(points: torch.Tensor, num_centres: int, iterations: int = 20) -> torch.Tensor:
+    """Lloyd's k-means of ``points`` ``(N, d)``: the centres ``(num_centres, d)``.
+
+    Starts from distinct random points (drawn with replacement when there are fewer points
+    than centres); a centre left without points keeps its place.
+    """
+    if len(points) >= num_centres:
+        picked = torch.randperm(len(points), device=points.device)[:num_centres]
+    else:
+        picked = torch.randint(len(points), (num_centres,), device=points.device)
+    centres = points[picked].clone()
+    for _ in range(iterations):
+        assignment = torch.cdist(points, centres).argmin(dim=1)
+        sums = torch.zeros_like(centres).index_add_(0, assignment, points)
+        counts = torch.bincount(assignment, minlength=num_centres)
+        filled = counts > 0
+        centres[filled] = sums[filled] / counts[filled, None]
+    return centres
+
+
 class CodebookItemEmbedding(nn.Module):
     """An item table composed from codebooks over fixed item ``keys`` ``(N, d)``.
 
@@ -45,7 +77,15 @@ class CodebookItemEmbedding(nn.Module):
     are a buffer (they only decide the codes); the codebooks and the bilinear maps learn.
     """
 
-    def __init__(self, keys: torch.Tensor, num_codebooks: int, codebook_size: int, temperature: float):
+    def __init__(
+        self,
+        keys: torch.Tensor,
+        num_codebooks: int,
+        codebook_size: int,
+        temperature: float,
+        choice: str = "bilinear",
+        start: str = "random",
+    ):
         super().__init__()
         if num_codebooks < 1 or codebook_size < 2:
             raise ValueError(
@@ -53,15 +93,43 @@ class CodebookItemEmbedding(nn.Module):
             )
         if not temperature > 0:
             raise ValueError(f"codebook_temperature must be > 0, got {temperature}")
+        if choice not in CODEBOOK_CHOICES:
+            raise ValueError(f"codebook_choice must be one of {CODEBOOK_CHOICES}, got {choice!r}")
+        if start not in CODEBOOK_STARTS:
+            raise ValueError(f"codebook_start must be one of {CODEBOOK_STARTS}, got {start!r}")
         if keys.dim() != 2:
             raise ValueError(f"keys must be (num_items, d), got shape {tuple(keys.shape)}")
         d_model = keys.shape[1]
         self.temperature = temperature
+        self.choice = choice
         self.register_buffer("keys", keys.detach().clone())
         self.codebooks = nn.Parameter(torch.randn(num_codebooks, codebook_size, d_model) * d_model**-0.5)
         # W_b starts at the identity, so the first assignments are by inner product.
-        self.bilinear = nn.Parameter(torch.eye(d_model).repeat(num_codebooks, 1, 1))
+        self.bilinear = (
+            nn.Parameter(torch.eye(d_model).repeat(num_codebooks, 1, 1)) if choice == "bilinear" else None
+        )
         self._table: Optional[torch.Tensor] = None
+        if start == "kmeans":
+            self.start_from_residual_kmeans()
+
+    def scores(self, residual: torch.Tensor, index: int) -> torch.Tensor:
+        """``s_b(r, c) / T`` of every residual ``(N, d)`` and codeword of codebook ``index``: ``(N, W)``."""
+        codebook = self.codebooks[index]
+        if self.choice == "bilinear":
+            # Map the W codewords rather than the N residuals (W_b c is far cheaper), with the
+            # temperature folded in.
+            return residual @ ((codebook @ self.bilinear[index].T) / self.temperature).T
+        # -||r - c||^2 less -||r||^2, which no choice of c and no softmax over c sees.
+        return (2 * residual @ codebook.T - codebook.pow(2).sum(dim=-1)) / self.temperature
+
+    @torch.no_grad()
+    def start_from_residual_kmeans(self, iterations: int = 20) -> None:
+        """Codebook ``b`` starts at the k-means centres of what codebooks ``< b`` leave of the keys,
+        each residual following the codewords this table itself chooses."""
+        residual = self.keys
+        for index in range(len(self.codebooks)):
+            self.codebooks[index] = kmeans(residual, self.codebooks.shape[1], iterations)
+            residual = residual - self.codebooks[index, self.scores(residual, index).argmax(dim=-1)]
 
     def encode(self) -> Tuple[torch.Tensor, torch.Tensor]:
         """Every item's codes ``(B, N)`` and its composed embedding ``(N, d)``.
@@ -72,12 +140,9 @@ class CodebookItemEmbedding(nn.Module):
         ``C_b`` held fixed, so the codebooks learn only from the codewords chosen.  This is
         the textbook ``(one_hot + soft - soft.detach()) @ C_b``.
         """
-        # Map the W codewords rather than the N residuals (W_b c is far cheaper), with the
-        # temperature folded in.
-        mapped = torch.einsum("bde,bwe->bwd", self.bilinear, self.codebooks) / self.temperature
         residual, composed, codes = self.keys, 0, []
-        for codebook, mapped_codebook in zip(self.codebooks, mapped):
-            logits = residual @ mapped_codebook.T
+        for index, codebook in enumerate(self.codebooks):
+            logits = self.scores(residual, index)
             chosen = logits.argmax(dim=-1)
             relaxed = F.softmax(logits, dim=-1) @ codebook.detach()
             codeword = codebook[chosen] + (relaxed - relaxed.detach())
@@ -130,6 +195,10 @@ class LightRec(SASRec):
         num_codebooks: ``B`` (default 4).
         codebook_size: ``W`` (default 256: with 4 codebooks, 32 bits per item).
         codebook_temperature: the softmax temperature of the relaxation (default 1).
+        codebook_choice: how a codeword is scored against a residual: ``"bilinear"`` (default,
+            the authors' run) or ``"euclidean"`` (negative squared distance).
+        codebook_start: ``"random"`` (default, the authors' run) or ``"kmeans"`` (residual
+            k-means of the keys).
     """
 
     def __init__(
@@ -138,6 +207,8 @@ class LightRec(SASRec):
         num_codebooks: int = 4,
         codebook_size: int = 256,
         codebook_temperature: float = 1.0,
+        codebook_choice: str = "bilinear",
+        codebook_start: str = "random",
     ):
         # The backbone's encoder is the starting point, so SASRec's own construction (a fresh
         # encoder) is skipped.
@@ -147,7 +218,9 @@ class LightRec(SASRec):
         keys = backbone.item_embeddings[1:]  # copied and detached by the table
         # SASRec reads its item table only through `encoder.embedding.items` (lookups and
         # `.weight`), so swapping in the composed table is the whole change.
-        self.encoder.embedding.items = CodebookItemEmbedding(keys, num_codebooks, codebook_size, codebook_temperature)
+        self.encoder.embedding.items = CodebookItemEmbedding(
+            keys, num_codebooks, codebook_size, codebook_temperature, codebook_choice, codebook_start
+        )
 
     def training_loss(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, float]]:
         with self.encoder.embedding.items.composed_once():

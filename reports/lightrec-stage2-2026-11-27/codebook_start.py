@@ -1,10 +1,9 @@
 """How LightRec's codes start: ``python codebook_start.py DATA SASREC_RUN [SEED]``.
 
-Compares the random codebook start LightRec uses with a start from residual k-means of the
-keys (the authors' code has one, commented out), under two rules for choosing a codeword:
-the bilinear score at its identity start (an inner product, LightRec's rule) and the nearest
-codeword (not LightRec's).  Prints one JSON line per start: the codewords each codebook uses
-and how much of each key the four codewords leave unexplained (mean ‖key − Σ codewords‖ / ‖key‖).
+Builds LightRec (4 codebooks of 256) over a trained SASRec with each codebook start and
+codeword choice and, before any training, prints one JSON line per combination: the codewords
+each codebook uses, and how much of each key its codewords leave unexplained
+(mean ‖key − Σ codewords‖ / ‖key‖).
 """
 
 import json
@@ -18,44 +17,20 @@ from igrsr.models import LightRec
 from igrsr.train import load_data
 from igrsr.train.runs import load_best
 
-
-def kmeans(points: torch.Tensor, num_centres: int, iterations: int = 20) -> torch.Tensor:
-    """Lloyd's k-means from distinct random points; an empty cluster keeps its centre."""
-    centres = points[torch.randperm(len(points))[:num_centres]].clone()
-    for _ in range(iterations):
-        assignment = torch.cdist(points, centres).argmin(dim=1)
-        sums = torch.zeros_like(centres).index_add_(0, assignment, points)
-        counts = torch.bincount(assignment, minlength=num_centres)
-        filled = counts > 0
-        centres[filled] = sums[filled] / counts[filled, None]
-    return centres
-
-
-def residual_kmeans_start(keys: torch.Tensor, num_codebooks: int, codebook_size: int, nearest: bool) -> dict:
-    residual, used = keys, []
-    for _ in range(num_codebooks):
-        centres = kmeans(residual, codebook_size)
-        chosen = torch.cdist(residual, centres).argmin(1) if nearest else (residual @ centres.T).argmax(1)
-        used.append(len(torch.unique(chosen)))
-        residual = residual - centres[chosen]
-    return {"codewords_used": used, "unexplained": (residual.norm(dim=1) / keys.norm(dim=1)).mean().item()}
+STARTS = [("random", "bilinear"), ("kmeans", "bilinear"), ("kmeans", "euclidean")]
 
 
 def main(data_path: str, sasrec_run: str, seed: str = "42") -> None:
     data = load_data(data_path)
-    torch.manual_seed(int(seed))
     backbone = load_best(Path(sasrec_run), data, leave_one_out(data), "cpu")[0]
-    lightrec = LightRec(backbone)  # the defaults: 4 codebooks of 256, random start
-    table = lightrec.encoder.embedding.items
-    with torch.no_grad():
-        codes, composed = table.encode()
-    keys, (num_codebooks, codebook_size) = table.keys, table.codebooks.shape[:2]
-    unexplained = ((keys - composed).norm(dim=1) / keys.norm(dim=1)).mean().item()
-    print(json.dumps({"start": "random (LightRec)", "codewords_used": lightrec.facts()["codewords_used"],
-                      "unexplained": unexplained}))  # fmt: skip
-    for nearest, rule in ((False, "inner product (LightRec's rule)"), (True, "nearest codeword")):
-        start = residual_kmeans_start(keys, num_codebooks, codebook_size, nearest)
-        print(json.dumps({"start": f"residual k-means, {rule}", **start}))
+    for start, choice in STARTS:
+        torch.manual_seed(int(seed))
+        model = LightRec(backbone, codebook_start=start, codebook_choice=choice)
+        table = model.encoder.embedding.items
+        with torch.no_grad():
+            left = (table.keys - table.weight[1:]).norm(dim=1) / table.keys.norm(dim=1)
+        row = {"codebook_start": start, "codebook_choice": choice}
+        print(json.dumps({**row, "codewords_used": model.facts()["codewords_used"], "unexplained": left.mean().item()}))
 
 
 if __name__ == "__main__":
