@@ -363,8 +363,8 @@ def test_command_line_trains_the_baselines(tmp_path, capsys):
     models = "pop,bert4rec,ssept,rearec-erl,rearec-prl,lightrec"
     args = ["train", "--model", models, "--data", str(path), "--out", str(tmp_path / "runs"), "--epochs", "1",
             "--no-progress", "--d-model", "16", "--num-layers", "1", "--max-len", "10", "--mask-ratio", "0.4",
-            "--reasoning-steps", "1", "--num-codebooks", "2", "--codebook-size", "8",
-            "--codebook-temperature", "0.9", "--codebook-choice", "euclidean", "--codebook-start", "kmeans"]  # fmt: skip
+            "--reasoning-steps", "1", "--num-codebooks", "2", "--codebook-size", "8", "--codebook-temperature",
+            "0.9", "--codebook-choice", "euclidean", "--codebook-start", "kmeans"]  # fmt: skip
     assert main(args) == 0
     output = capsys.readouterr().out
     for name in models.split(","):
