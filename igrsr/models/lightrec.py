@@ -74,7 +74,8 @@ class CodebookItemEmbedding(nn.Module):
 
     Usable where an ``nn.Embedding`` item table is: ``forward(ids)`` looks items up and
     ``weight`` is the whole composed table ``(N + 1, d)``, with row 0 (padding) zero.  The keys
-    are a buffer (they only decide the codes); the codebooks and the bilinear maps learn.
+    are a buffer (they only decide the codes); the codebooks learn, and so do the bilinear maps
+    under the bilinear choice (the Euclidean choice has none).
     """
 
     def __init__(
