@@ -4,7 +4,8 @@
 and prints them side by side.  ``igrsr study`` runs the paper's experiments (every model,
 noise robustness, ablations, sweeps) and writes a report; ``--quick`` is a small version.
 ``igrsr evaluate RUN_DIR ...`` scores runs' best checkpoints, an interrupted run's included,
-and with ``--versus RUN_DIR`` compares each with another run user by user.
+and with ``--versus RUN_DIR`` compares each with another run user by user.  ``igrsr report
+STUDY ... --out DIR`` makes one report of several studies, e.g. of seeds run as separate jobs.
 """
 
 import argparse
@@ -20,10 +21,11 @@ from .eval import parse_metric, per_user_metric, ranking_metrics
 from .models.lightrec import CODEBOOK_CHOICES, CODEBOOK_STARTS
 from .models.registry import MODELS
 from .study import (
-    ABLATION_NAMES, ALL_MODELS, Study, StudyPlan, first_users, format_paired, main_table, paired_bootstrap, run_study,
+    ABLATION_NAMES, ALL_MODELS, Study, StudyPlan, first_users, format_paired, main_table, merge_studies,
+    paired_bootstrap, run_study, write_report,
 )
 from .train import TrainConfig, load_data, train_model
-from .train.checkpoint import save_json
+from .train.checkpoint import load_json, save_json
 from .train.runs import SYNTHETIC, is_finished, load_best, run_description
 from .train.trainer import target_ranks_of
 
@@ -349,6 +351,28 @@ def command_study(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_report(args: argparse.Namespace) -> int:
+    """One report of several studies' runs (e.g. one seed per job), written like a study's."""
+    studies = {}
+    for name in args.studies:
+        path = Path(name) / "study.json" if Path(name).is_dir() else Path(name)
+        if not path.is_file():
+            raise SystemExit(f"igrsr report: {name} is neither a study directory nor a study.json")
+        studies[name] = load_json(path)
+    models = parse_models(args.models, "--models") if args.models is not None else None
+    try:
+        raw = merge_studies(studies, models)
+    except ValueError as error:
+        raise SystemExit(f"igrsr report: {error}") from None
+    out = Path(args.out)
+    save_json(raw, out / "study.json")
+    write_report(raw, out)
+    print("\n".join(["", *main_table(raw), ""]))
+    print(f"report of {len(raw['records'])} runs, seeds {raw['seeds']}: {out / 'report.md'}, "
+          f"raw results {out / 'study.json'}")  # fmt: skip
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="igrsr", description="Intent-guided sequential recommendation")
     commands = parser.add_subparsers(dest="command")
@@ -415,6 +439,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_training_options(study)
     # Unset, the epoch limit depends on --quick.
     study.set_defaults(handler=command_study, epochs=None)
+
+    report = commands.add_parser(
+        "report", help="one report (tables over all seeds) of several studies, e.g. one seed per job"
+    )
+    report.add_argument(
+        "studies", nargs="+", help="study directories (or their study.json) of the same data and settings"
+    )
+    report.add_argument("--out", required=True, help="directory of the merged report and study.json")
+    report.add_argument("--models", default=None, help="comma-separated models to keep (default: every model)")
+    report.set_defaults(handler=command_report)
     return parser
 
 

@@ -16,17 +16,17 @@ paper; nothing here selects hyperparameters on them.
 
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
 from .data import InteractionData, Split, inject_noise, leave_one_out
 from .eval import parse_metric, per_user_metric
-from .models.registry import BACKBONE, MODELS
+from .models.registry import BACKBONE, MODELS, options_for
 from .train import TrainConfig, train_model
 from .train.checkpoint import save_json
 from .train.plots import plot_noise_robustness, plot_sweeps
-from .train.runs import data_summary, per_user_test_ranks
+from .train.runs import NOT_IN_RUN_KEY, data_summary, per_user_test_ranks, run_settings
 
 ALL_MODELS = ("pop", "sasrec", "bert4rec", "ssept", "lightrec", "rearec-erl", "rearec-prl", "igrsr")
 TABLE_METRICS = ("HR@5", "NDCG@5", "HR@10", "NDCG@10", "HR@20", "NDCG@20")
@@ -100,6 +100,23 @@ def first_users(data: InteractionData, count: int) -> InteractionData:
     return replace(data, sequences=data.sequences[:count], user_ids=data.user_ids[:count])
 
 
+def training_configs(
+    config: TrainConfig, model: str, seed: int, stage2_changes: Dict[str, Any], chosen_lr: Dict[str, float],
+    lr: Optional[float] = None,
+) -> Tuple[TrainConfig, TrainConfig]:  # fmt: skip
+    """``model``'s training settings at ``seed`` (``lr``, else its chosen one, else ``config``'s)
+    and those of the SASRec a stage-2 model trains over (SASRec's chosen lr)."""
+    backbone = replace(config, seed=seed, lr=chosen_lr.get(BACKBONE, config.lr))
+    config = replace(config, seed=seed)
+    if MODELS[model].stage2_settings:
+        config = replace(config, **stage2_changes)
+    if not MODELS[model].learned:
+        # Popularity is counted in one pass; more epochs would only repeat the count.
+        config = replace(config, epochs=1)
+    chosen = chosen_lr.get(model, config.lr)
+    return replace(config, lr=chosen if lr is None else lr), backbone
+
+
 @dataclass
 class Study:
     """Runs of one dataset, with the options and training settings every run starts from."""
@@ -126,19 +143,6 @@ class Study:
             self._variants[noise] = data, leave_one_out(data)
         return self._variants[noise]
 
-    def training_configs(self, model: str, seed: int, lr: Optional[float] = None) -> Tuple[TrainConfig, TrainConfig]:
-        """``model``'s training settings at ``seed`` (``lr``, else its chosen one, else the
-        study's) and those of the SASRec a stage-2 model trains over (SASRec's chosen lr)."""
-        backbone = replace(self.config, seed=seed, lr=self.chosen_lr.get(BACKBONE, self.config.lr))
-        config = replace(self.config, seed=seed)
-        if MODELS[model].stage2_settings:
-            config = replace(config, **self.stage2_changes)
-        if not MODELS[model].learned:
-            # Popularity is counted in one pass; more epochs would only repeat the count.
-            config = replace(config, epochs=1)
-        chosen = self.chosen_lr.get(model, config.lr)
-        return replace(config, lr=chosen if lr is None else lr), backbone
-
     def run(
         self, experiment: str, label: str, model: str, overrides: Optional[Dict] = None, noise: float = 0.0,
         lr: Optional[float] = None, seeds: Optional[Sequence[int]] = None,
@@ -149,7 +153,9 @@ class Study:
         data, split = self.variant(noise)
         added = []
         for seed in self.seeds if seeds is None else seeds:
-            config, backbone_config = self.training_configs(model, seed, lr)
+            config, backbone_config = training_configs(
+                self.config, model, seed, self.stage2_changes, self.chosen_lr, lr
+            )
             print(f"[study] {experiment}: {label} (noise {noise:g}, seed {seed}, lr {config.lr:g})", flush=True)
             result = train_model(
                 model, data, split, {**self.options, **overrides}, config, self.out / "runs",
@@ -157,6 +163,7 @@ class Study:
             )  # fmt: skip
             where = {"experiment": experiment, "label": label, "model": model, "overrides": overrides}
             recorded = {key: result[key] for key in RECORDED_RESULTS}
+            recorded["revision"] = result.get("revision", 1)  # a run without one predates revisions
             added.append({**where, "noise": noise, "seed": seed, "lr": config.lr, **recorded})
             self.records.append(added[-1])
             self.save(complete=False)
@@ -255,6 +262,117 @@ def run_study(study: Study) -> Dict[str, Any]:
     return raw
 
 
+def merge_studies(studies: Dict[str, Dict[str, Any]], models: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """One study of the runs of several (``{name: study.json contents}``), e.g. of seeds trained
+    as separate jobs (``--seed N --seeds 1`` each): each table cell is then over all its seeds.
+
+    The studies must share their data and study-wide settings (training but the seed, stage-2
+    changes, chosen learning rates, noise seed, plan); the runs of one cell must share every
+    setting but the seed, model options and revision included (a LightRec with other codebook
+    options is another model, not another seed).  A seed recorded twice in a cell is kept once
+    if both records have the same test metrics (a run two studies reused) and refused otherwise.
+    ``models``: keep only those models' runs.  The paired comparisons are the lowest seed's.
+    """
+    if not studies:
+        raise ValueError("no study to merge")
+    (first_name, first), *others = studies.items()
+    for name, raw in others:
+        _refuse_differences(study_settings(first), study_settings(raw), f"{name} differs from {first_name} in")
+    records: List[Dict[str, Any]] = []
+    cells: Dict[Tuple, Tuple[str, Dict[str, Any], Dict[int, Dict[str, Any]]]] = {}
+    for name, raw in studies.items():
+        for record in raw["records"]:
+            if models is not None and record["model"] not in models:
+                continue
+            cell = (record["experiment"], record["label"], record["noise"])
+            where = f"{record['label']} ({record['experiment']}, noise {record['noise']:g})"
+            settings = record_settings(raw, record)
+            source, expected, seeds = cells.setdefault(cell, (name, settings, {}))
+            _refuse_differences(expected, settings, f"{where} of {name} trained with other settings than in {source}:")
+            seen = seeds.get(record["seed"])
+            if seen is not None:
+                if seen["test"] != record["test"]:
+                    raise ValueError(f"{where}: seed {record['seed']} has other test results in {name} than before")
+                continue
+            seeds[record["seed"]] = record
+            records.append(record)
+    if not records:
+        raise ValueError(f"no run of the models {list(models or [])} in the studies")
+    seeds = sorted({record["seed"] for record in records})
+    return {
+        **first,
+        "complete": all(raw["complete"] for raw in studies.values()),
+        "merged_from": list(studies),
+        "seeds": seeds,
+        "train": {**first["train"], "seed": seeds[0]},
+        "records": records,
+        "paired": lowest_seed_comparisons(studies.values(), {record["label"] for record in records}),
+        "summary": summarize(records),
+    }
+
+
+def lowest_seed_comparisons(studies: Iterable[Dict[str, Any]], labels: Set[str]) -> List[Dict[str, Any]]:
+    """The paired comparisons between ``labels`` of the lowest seed that has any, once each."""
+    rows = [row for raw in studies for row in raw.get("paired", []) if {row["model"], row["versus"]} <= labels]
+    lowest = min((row["seed"] for row in rows), default=None)
+    kept: Dict[str, Dict[str, Any]] = {}
+    for row in rows:
+        if row["seed"] == lowest:
+            kept.setdefault(row["versus"], row)
+    return list(kept.values())
+
+
+def study_settings(raw: Dict[str, Any]) -> Dict[str, Any]:
+    """What every run of a study shares, the seed aside."""
+    training = asdict(TrainConfig(**raw["train"]))
+    return {
+        "data": raw["data"]["fingerprint"],
+        "plan": raw["plan"]["name"],
+        "train": {name: value for name, value in training.items() if name not in (*NOT_IN_RUN_KEY, "seed")},
+        "stage2_changes": raw.get("stage2_changes") or {},
+        "learning_rates": raw.get("learning_rates") or {},
+        "noise_seed": raw["noise_seed"],
+    }
+
+
+def record_settings(raw: Dict[str, Any], record: Dict[str, Any]) -> Dict[str, Any]:
+    """What one run of a study trained, as its run directory's key has it, the seed aside."""
+    model, entry = record["model"], MODELS[record["model"]]
+    options = {**raw["options"], **record["overrides"]}
+    stage2_changes, chosen_lr = raw.get("stage2_changes") or {}, raw.get("learning_rates") or {}
+    # A record without its lr predates learning-rate tuning: it trained with the study's rates.
+    train = TrainConfig(**raw["train"])
+    config, backbone = training_configs(train, model, 0, stage2_changes, chosen_lr, record.get("lr"))
+    settings = run_settings(model, options_for(entry.cls, options), config)
+    # Older records lack the revision: for a model never revised it is 1, for another unknown.
+    settings["revision"] = record.get("revision", 1 if entry.revision == 1 else "not recorded")
+    if entry.needs_backbone:
+        settings["backbone"] = run_settings(BACKBONE, options_for(MODELS[BACKBONE].cls, options), backbone)
+    return settings
+
+
+def _refuse_differences(expected: Dict[str, Any], found: Dict[str, Any], context: str) -> None:
+    differences = [
+        f"{name} {found_value!r} instead of {expected_value!r}"
+        for name, (expected_value, found_value) in _flat_pairs(expected, found).items()
+        if expected_value != found_value
+    ]
+    if differences:
+        raise ValueError(f"{context} {'; '.join(differences)}")
+
+
+def _flat_pairs(expected: Dict[str, Any], found: Dict[str, Any], prefix: str = "") -> Dict[str, Tuple[Any, Any]]:
+    """``{"train.lr": (expected, found), ...}`` over the keys of two nested dicts (None: missing)."""
+    pairs = {}
+    for name in dict.fromkeys([*expected, *found]):
+        a, b = expected.get(name), found.get(name)
+        if isinstance(a, dict) and isinstance(b, dict):
+            pairs.update(_flat_pairs(a, b, f"{prefix}{name}."))
+        else:
+            pairs[f"{prefix}{name}"] = (a, b)
+    return pairs
+
+
 def paired_bootstrap(ours: np.ndarray, theirs: np.ndarray, resamples: int = 2000, seed: int = 0) -> Dict[str, Any]:
     """Relative difference of the means of two per-user metrics, with a 95% bootstrap interval.
 
@@ -325,9 +443,10 @@ def _table(header: Sequence[str], lines: List[Sequence[str]]) -> List[str]:
 
 def main_table(raw: Dict) -> List[str]:
     rows = _rows(raw, "main")
-    header = ["model", *TABLE_METRICS, "epochs (best/run, stop)", "train min"]
+    header = ["model", "seeds", *TABLE_METRICS, "epochs (best/run, stop)", "train min"]
     lines = [
-        [row["label"], *(_cell(row, k) for k in TABLE_METRICS), ", ".join(row["epochs"]), f"{row['train_minutes']:.1f}"]
+        [row["label"], str(len(row["seeds"])), *(_cell(row, k) for k in TABLE_METRICS), ", ".join(row["epochs"]),
+         f"{row['train_minutes']:.1f}"]
         for row in rows
     ]  # fmt: skip
     return _table(header, lines)
@@ -360,12 +479,24 @@ def gain_over_best_baseline(raw: Dict) -> Optional[Dict[str, Tuple[str, float]]]
 
 def noise_drops(raw: Dict, fraction: float = 0.2) -> Dict[str, float]:
     """``{model: relative drop of test NDCG@10 in %}`` from clean to ``fraction`` noise."""
-    drops = {}
-    for model, points in noise_curves(raw).items():
-        values = {noise: mean for noise, mean, _ in points}
-        if fraction in values and values.get(0.0):
-            drops[model] = -percent_change(values[fraction], values[0.0])
-    return drops
+    drops = {model: -noise_change(raw, model, fraction) for model in noise_curves(raw)}
+    return {model: drop for model, drop in drops.items() if not np.isnan(drop)}
+
+
+def noise_change(raw: Dict, label: str, fraction: float) -> float:
+    """Relative change (%) of ``label``'s mean test NDCG@10 from the clean data to ``fraction``
+    noise, over the seeds that have both runs (a merged study may have fewer at some fractions);
+    NaN without such a seed."""
+    scores = {
+        (record["noise"], record["seed"]): record["test"][HEADLINE]
+        for record in raw["records"]
+        if record["experiment"] == "noise" and record["label"] == label
+    }
+    seeds = [seed for noise, seed in scores if noise == fraction and (0.0, seed) in scores]
+    if not seeds:
+        return float("nan")
+    noisy, clean = (float(np.mean([scores[noise, seed] for seed in seeds])) for noise in (fraction, 0.0))
+    return percent_change(noisy, clean)
 
 
 def claims_section(raw: Dict) -> List[str]:
@@ -423,14 +554,19 @@ def noise_curves(raw: Dict) -> Dict[str, List[Tuple[float, float, float]]]:
     return curves
 
 
-def noise_table(curves: Dict[str, List[Tuple[float, float, float]]]) -> List[str]:
+def noise_table(raw: Dict) -> List[str]:
+    curves = noise_curves(raw)
+    seeds: Dict[str, List[str]] = {}  # per model, the seed count of each fraction
+    for row in sorted(_rows(raw, "noise"), key=lambda row: row["noise"]):
+        seeds.setdefault(row["label"], []).append(str(len(row["seeds"])))
     fractions = [fraction for fraction, _, _ in next(iter(curves.values()))]
-    header = ["model", *(f"{HEADLINE} @ {f:g}" for f in fractions), *(f"change @ {f:g}" for f in fractions[1:])]
+    header = ["model", "seeds", *(f"{HEADLINE} @ {f:g}" for f in fractions)]
+    header += [f"change @ {f:g}" for f in fractions[1:]]
     lines = []
     for model, points in curves.items():
-        clean = points[0][1]
-        changes = [_relative_change(mean, clean) for _, mean, _ in points[1:]]
-        lines.append([model, *(f"{mean:.4f} ± {std:.4f}" for _, mean, std in points), *changes])
+        changes = [_format_change(noise_change(raw, model, fraction)) for fraction, _, _ in points[1:]]
+        counts = "/".join(seeds[model]) if len(set(seeds[model])) > 1 else seeds[model][0]
+        lines.append([model, counts, *(f"{mean:.4f} ± {std:.4f}" for _, mean, std in points), *changes])
     return _table(header, lines)
 
 
@@ -440,7 +576,10 @@ def percent_change(value: float, reference: float) -> float:
 
 
 def _relative_change(value: float, reference: float) -> str:
-    change = percent_change(value, reference)
+    return _format_change(percent_change(value, reference))
+
+
+def _format_change(change: float) -> str:
     return "n/a" if np.isnan(change) else f"{change:+.1f}%"
 
 
@@ -450,8 +589,8 @@ def ablation_table(raw: Dict) -> List[str]:
     lines = []
     for row in rows:
         change = [_relative_change(row["test_mean"][k], full[k]) for k in ("HR@10", HEADLINE)]
-        lines.append([row["label"], _cell(row, "HR@10"), _cell(row, HEADLINE), *change])
-    return _table(["variant", "HR@10", HEADLINE, "HR@10 vs full", f"{HEADLINE} vs full"], lines)
+        lines.append([row["label"], str(len(row["seeds"])), _cell(row, "HR@10"), _cell(row, HEADLINE), *change])
+    return _table(["variant", "seeds", "HR@10", HEADLINE, "HR@10 vs full", f"{HEADLINE} vs full"], lines)
 
 
 def sweep_points(raw: Dict) -> Dict[str, List[Tuple[float, float, float]]]:
@@ -467,9 +606,11 @@ def sweep_points(raw: Dict) -> Dict[str, List[Tuple[float, float, float]]]:
 def sweep_table(raw: Dict, option: str) -> List[str]:
     rows = sorted(_rows(raw, f"sweep-{option}"), key=lambda row: int(row["label"]))
     lines = [
-        [row["label"], _cell(row, "HR@10"), _cell(row, HEADLINE), f"{row['valid_mean'][HEADLINE]:.4f}"] for row in rows
-    ]
-    return _table([option, "test HR@10", f"test {HEADLINE}", f"valid {HEADLINE}"], lines)
+        [row["label"], str(len(row["seeds"])), _cell(row, "HR@10"), _cell(row, HEADLINE),
+         f"{row['valid_mean'][HEADLINE]:.4f}"]
+        for row in rows
+    ]  # fmt: skip
+    return _table([option, "seeds", "test HR@10", f"test {HEADLINE}", f"valid {HEADLINE}"], lines)
 
 
 def tuning_table(raw: Dict) -> List[str]:
@@ -552,6 +693,7 @@ def write_report(raw: Dict, out: Path) -> None:
         + "Raw numbers: `study.json`.",
         "",
         *(QUICK_NOTE if raw["plan"]["name"] == "quick" else []),
+        *([f"Merged (`igrsr report`) from {', '.join(raw['merged_from'])}.", ""] if "merged_from" in raw else []),
         *claims_section(raw),
         "## Main results",
         "",
@@ -562,16 +704,17 @@ def write_report(raw: Dict, out: Path) -> None:
     ]
     curves = noise_curves(raw)
     if curves:
-        plot_noise_robustness(curves, HEADLINE, out / "noise.png")
+        drops = {model: [-noise_change(raw, model, point[0]) for point in points] for model, points in curves.items()}
+        plot_noise_robustness(curves, drops, HEADLINE, out / "noise.png")
         lines += [
             "",
             "## Noise robustness",
             "",
             "A fraction of each user's input items (training sequences and evaluation histories) is "
             f"replaced by random items; targets are kept (noise seed {raw['noise_seed']}). "
-            f"Test {HEADLINE}, and its relative change from the clean data (negative: a drop):",
+            f"Test {HEADLINE}, and its relative change from the clean data of the same seeds (negative: a drop):",
             "",
-            *noise_table(curves),
+            *noise_table(raw),
             "",
             "![noise robustness](noise.png)",
         ]

@@ -205,26 +205,36 @@ def test_study_plan_options_allow_spaces_after_the_commas():
     assert study_plan(build_parser().parse_args(["study", "--noise", ""])).noise_fractions == ()
 
 
+METRICS = ("HR@5", "NDCG@5", "HR@10", "NDCG@10", "HR@20", "NDCG@20")
+
+
+def record(experiment, label, ndcg, noise=0.0, hr=None, seed=1, model=None):
+    """A study record whose test metrics are all ``ndcg`` (HR@10: ``hr`` if given)."""
+    test = {**dict.fromkeys(METRICS, ndcg), **({"HR@10": hr} if hr is not None else {})}
+    return {"experiment": experiment, "label": label, "model": model or label, "noise": noise, "seed": seed,
+            "overrides": {}, "test": test, "valid": dict.fromkeys(METRICS, 0.5), "best_epoch": 1, "epochs_run": 2,
+            "stopped": "early", "train_seconds": 1.0}  # fmt: skip
+
+
+def study_of(records, seeds=(1,)):
+    return {"records": records, "summary": summarize(records), "seeds": list(seeds)}
+
+
 def test_report_sets_the_measured_numbers_against_the_papers_claims():
     from igrsr.study import claims_section
 
-    def row(experiment, label, ndcg, noise=0.0, hr=None):
-        metrics = dict.fromkeys(("HR@5", "NDCG@5", "HR@10", "NDCG@10", "HR@20", "NDCG@20"), ndcg)
-        if hr is not None:
-            metrics["HR@10"] = hr
-        std = dict.fromkeys(metrics, 0.0)
-        return {"experiment": experiment, "label": label, "noise": noise, "test_mean": metrics, "test_std": std}
-
-    summary = [row("main", "pop", 0.5), row("main", "sasrec", 0.10), row("main", "ssept", 0.12),
-               row("main", "igrsr", 0.132), row("noise", "sasrec", 0.10), row("noise", "sasrec", 0.08, 0.2),
-               row("noise", "igrsr", 0.132), row("noise", "igrsr", 0.1188, 0.2),
-               row("ablation", "IGR-SR", 0.13, hr=0.2), row("ablation", "w/o ICR", 0.12, hr=0.19),
-               row("sweep-num_intents", "1", 0.10), row("sweep-num_intents", "3", 0.12)]  # fmt: skip
-    text = "\n".join(claims_section({"summary": summary, "seeds": [1]}))
+    records = [record("main", "pop", 0.5), record("main", "sasrec", 0.10), record("main", "ssept", 0.12),
+               record("main", "igrsr", 0.132), record("noise", "sasrec", 0.10), record("noise", "sasrec", 0.08, 0.2),
+               record("noise", "igrsr", 0.132), record("noise", "igrsr", 0.1188, 0.2),
+               record("ablation", "IGR-SR", 0.13, hr=0.2, model="igrsr"),
+               record("ablation", "w/o ICR", 0.12, hr=0.19, model="igrsr"),
+               record("sweep-num_intents", "1", 0.10, model="igrsr"),
+               record("sweep-num_intents", "3", 0.12, model="igrsr")]  # fmt: skip
+    text = "\n".join(claims_section(study_of(records)))
     assert "here +10.0% on average" in text and "vs ssept" in text  # pop is not a baseline to beat
     assert "here IGR-SR 10.0%; sasrec 20.0%" in text
     assert "at m = 3 of [1, 3]" in text and "w/o ICR +5.0%" in text and "1 seed(s)" in text
-    assert claims_section({"summary": [row("main", "sasrec", 0.1)], "seeds": [1, 2, 3]}) == []
+    assert claims_section(study_of([record("main", "sasrec", 0.1)], seeds=(1, 2, 3))) == []
 
 
 def test_paired_bootstrap_gives_the_gain_and_an_interval_over_users():
@@ -252,9 +262,115 @@ def test_paired_bootstrap_gives_the_gain_and_an_interval_over_users():
 def test_noise_table_and_curves_carry_the_seed_spread():
     from igrsr.study import noise_curves, noise_table
 
-    points = [(0.0, 0.10, 0.01), (0.2, 0.08, 0.02)]
-    summary = [{"experiment": "noise", "label": "sasrec", "noise": fraction, "test_mean": {"NDCG@10": mean},
-                "test_std": {"NDCG@10": std}} for fraction, mean, std in points]  # fmt: skip
-    curves = noise_curves({"summary": summary})
-    assert curves == {"sasrec": points}
-    assert "| sasrec | 0.1000 ± 0.0100 | 0.0800 ± 0.0200 | -20.0% |" in "\n".join(noise_table(curves))
+    values = {(0.0, 1): 0.09, (0.0, 2): 0.11, (0.2, 1): 0.06, (0.2, 2): 0.10}
+    raw = study_of([record("noise", "sasrec", v, noise, seed=seed) for (noise, seed), v in values.items()], (1, 2))
+    assert noise_curves(raw) == {
+        "sasrec": [(0.0, pytest.approx(0.10), pytest.approx(np.std([0.09, 0.11], ddof=1))),
+                   (0.2, pytest.approx(0.08), pytest.approx(np.std([0.06, 0.10], ddof=1)))]
+    }  # fmt: skip
+    assert "| sasrec | 2 | 0.1000 ± 0.0141 | 0.0800 ± 0.0283 | -20.0% |" in "\n".join(noise_table(raw))
+
+
+def test_noise_drop_compares_the_seeds_that_have_both_runs():
+    """A merged study may have a noise level with fewer seeds: its drop is against their clean runs."""
+    from igrsr.study import noise_drops, noise_table
+
+    values = {(0.0, 1): 0.08, (0.0, 2): 0.12, (0.2, 1): 0.06}
+    raw = study_of([record("noise", "sasrec", v, noise, seed=seed) for (noise, seed), v in values.items()], (1, 2))
+    assert noise_drops(raw) == {"sasrec": pytest.approx(25.0)}  # not 0.06 against the mean 0.10
+    assert "| sasrec | 2/1 | 0.1000 ± 0.0283 | 0.0600 ± 0.0000 | -25.0% |" in "\n".join(noise_table(raw))
+
+
+def study_json(records, seed, options=None, **changes):
+    """A study.json of ``records`` (one seed) as ``igrsr study`` writes it."""
+    return {"complete": True, "plan": {"name": "full"}, "data": {"fingerprint": "f00d", "name": "tiny"},
+            "seeds": [seed], "noise_seed": 0, "options": {"d_model": 16, **(options or {})},
+            "train": {"seed": seed, "lr": 1e-3, "epochs": 5}, "stage2_changes": {"epochs": 1}, "learning_rates": {},
+            "records": records, "paired": [], "summary": summarize(records), **changes}  # fmt: skip
+
+
+def seed_study(seed, ndcg, options=None, **changes):
+    records = [record("main", model, ndcg, seed=seed) for model in ("sasrec", "lightrec", "igrsr")]
+    return study_json(records, seed, options, **changes)
+
+
+def test_merged_studies_give_the_tables_over_all_their_seeds():
+    from igrsr.study import merge_studies
+
+    first, second = seed_study(1, 0.1), seed_study(2, 0.3, complete=False)
+    first["paired"] = [{"model": "igrsr", "versus": "sasrec", "seed": 1, "metric": "NDCG@10", "gain_percent": 1.0}]
+    second["paired"] = [{"model": "igrsr", "versus": "sasrec", "seed": 2, "metric": "NDCG@10", "gain_percent": 2.0}]
+    merged = merge_studies({"b": second, "a": first})
+    assert merged["seeds"] == [1, 2] and merged["train"]["seed"] == 1 and merged["merged_from"] == ["b", "a"]
+    assert not merged["complete"]  # one of them was interrupted
+    assert merged["summary"] == summarize(second["records"] + first["records"])
+    assert {row["label"]: row["seeds"] for row in merged["summary"]} == dict.fromkeys(["sasrec", "lightrec", "igrsr"],
+                                                                                      [2, 1])  # fmt: skip
+    assert merged["paired"] == first["paired"]  # the lowest seed's comparisons
+    # The same run recorded by two studies counts once.
+    assert merge_studies({"a": first, "again": first})["summary"] == first["summary"]
+    kept = merge_studies({"a": first, "b": second}, models=["sasrec"])
+    assert [row["label"] for row in kept["summary"]] == ["sasrec"] and kept["paired"] == []
+
+
+@pytest.mark.parametrize(
+    "change, models, message",
+    [
+        ({"data": {"fingerprint": "beef"}}, None, "b differs from a in data 'beef' instead of 'f00d'"),
+        ({"train": {"seed": 2, "lr": 1e-3, "epochs": 9}}, None, "train.epochs 9 instead of 5"),
+        ({"stage2_changes": {"epochs": 3}}, None, "stage2_changes.epochs 3 instead of 1"),
+        # LightRec's option: its cell refuses to mix; SASRec's and IGR-SR's do not use it.
+        ({"options": {"d_model": 16, "codebook_start": "kmeans"}}, None,
+         r"lightrec \(main, noise 0\) of b trained with other settings than in a: options.codebook_start 'kmeans'"),
+        ({"options": {"d_model": 32}}, ["igrsr"], r"igrsr .* backbone.options.d_model 32 instead of 16"),
+    ],
+)  # fmt: skip
+def test_merging_refuses_runs_of_other_settings_naming_the_difference(change, models, message):
+    from igrsr.study import merge_studies
+
+    with pytest.raises(ValueError, match=message):
+        merge_studies({"a": seed_study(1, 0.1), "b": {**seed_study(2, 0.3), **change}}, models)
+
+
+def test_merging_keeps_a_lightrec_of_other_options_out_when_asked_and_refuses_a_changed_result():
+    from igrsr.study import merge_studies
+
+    other_lightrec = {**seed_study(2, 0.3), "options": {"d_model": 16, "codebook_start": "kmeans"}}
+    merged = merge_studies({"a": seed_study(1, 0.1), "b": other_lightrec}, models=["sasrec", "igrsr"])
+    assert {row["label"]: row["seeds"] for row in merged["summary"]} == {"sasrec": [1, 2], "igrsr": [1, 2]}
+    with pytest.raises(ValueError, match=r"sasrec \(main, noise 0\): seed 1 has other test results in b"):
+        merge_studies({"a": seed_study(1, 0.1), "b": seed_study(1, 0.2)})
+
+
+def test_report_of_one_seed_per_study_equals_the_study_of_both_seeds(data_file, tmp_path, capsys):
+    """Seeds trained as separate jobs (one ``--seed`` each) make the report of one two-seed study."""
+    common = ["--data", str(data_file), "--users", "60", "--epochs", "2", "--stage2-epochs", "1", "--models",
+              "pop,sasrec,igrsr", "--noise", "0.3", "--noise-models", "sasrec", "--ablations", "", "--intents", "",
+              "--prefixes", "", *TINY_MODELS]  # fmt: skip
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    for name, seeds in (("seed0", ["--seed", "0", "--seeds", "1"]), ("seed1", ["--seed", "1", "--seeds", "1"]),
+                        ("both", ["--seed", "0", "--seeds", "2"])):  # fmt: skip
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "runs").symlink_to(runs, target_is_directory=True)  # "both" reuses every run
+        assert main(["study", "--out", str(tmp_path / name), *seeds, *common]) == 0
+    assert main(["report", str(tmp_path / "seed1"), str(tmp_path / "seed0" / "study.json"), "--out",
+                 str(tmp_path / "merged")]) == 0  # fmt: skip
+    assert "seeds [0, 1]" in capsys.readouterr().out
+    merged, both = (json.loads((tmp_path / name / "study.json").read_text()) for name in ("merged", "both"))
+    key = ("experiment", "label", "noise")
+    rows = {name: sorted(raw["summary"], key=lambda row: tuple(row[k] for k in key)) for name, raw in
+            (("merged", merged), ("both", both))}  # fmt: skip
+    for row in rows["merged"]:
+        row["seeds"] = sorted(row["seeds"])
+    for merged_row, both_row in zip(rows["merged"], rows["both"]):
+        assert merged_row["seeds"] == both_row["seeds"] == [0, 1]
+        assert merged_row["test_mean"] == pytest.approx(both_row["test_mean"])
+        assert merged_row["test_std"] == pytest.approx(both_row["test_std"])
+    assert len(rows["merged"]) == len(rows["both"])
+    assert merged["paired"] == both["paired"]  # seed 0's, the first seed of both
+    report = (tmp_path / "merged" / "report.md").read_text()
+    assert "Merged (`igrsr report`) from" in report and "## Noise robustness" in report
+    assert (tmp_path / "merged" / "noise.png").stat().st_size > 0
+    with pytest.raises(SystemExit, match="neither a study directory nor a study.json"):
+        main(["report", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")])

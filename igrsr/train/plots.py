@@ -25,15 +25,16 @@ def plot_training_curves(history: List[Dict], path: Path, title: str) -> None:
     plt.close(figure)
 
 
-def plot_noise_robustness(curves: Dict[str, List[Tuple[float, float, float]]], metric: str, path: Path) -> None:
+def plot_noise_robustness(
+    curves: Dict[str, List[Tuple[float, float, float]]], drops: Dict[str, List[float]], metric: str, path: Path
+) -> None:
     """One line per model: ``metric`` (mean ± std over seeds) against the fraction of noisy
-    input items, and the relative drop of its mean."""
+    input items, and ``drops`` (%, one per fraction, from the clean data)."""
     figure, (metric_axis, drop_axis) = plt.subplots(1, 2, figsize=(10, 3.6))
     for model, points in curves.items():
         fractions, means, stds = zip(*points)
-        clean = means[0]
         metric_axis.errorbar(fractions, means, yerr=stds, marker="o", ms=3, capsize=3, label=model)
-        drop_axis.plot(fractions, [100 * (clean - v) / clean if clean else 0.0 for v in means], marker="o", ms=3)
+        drop_axis.plot(fractions, drops[model], marker="o", ms=3)
     metric_axis.set(xlabel="fraction of noisy input items", ylabel=f"test {metric}", title=metric)
     drop_axis.set(xlabel="fraction of noisy input items", ylabel="relative drop (%)", title="drop vs clean")
     metric_axis.legend(fontsize=8)

@@ -60,6 +60,12 @@ def data_summary(data: InteractionData) -> Dict[str, Any]:
 
 
 def run_key(model_name: str, model_options: Dict, config: TrainConfig, data: InteractionData) -> Dict:
+    return {**run_settings(model_name, model_options, config), "data": data_fingerprint(data)}
+
+
+def run_settings(model_name: str, model_options: Dict, config: TrainConfig) -> Dict:
+    """What determines a run's result besides its data: the model, its options and revision,
+    the training settings (the seed among them)."""
     ignored = NOT_IN_RUN_KEY
     if MODELS[model_name].cls.example_kind != "sequence":
         ignored += SEQUENCE_MODELS_ONLY  # a prefix model trains on the same examples either way
@@ -68,7 +74,7 @@ def run_key(model_name: str, model_options: Dict, config: TrainConfig, data: Int
         for name, value in asdict(config).items()
         if name not in ignored and not (name in KEYED_WHEN_CHANGED and value == KEYED_WHEN_CHANGED[name])
     }
-    key = {"model": model_name, "options": model_options, "train": training, "data": data_fingerprint(data)}
+    key = {"model": model_name, "options": model_options, "train": training}
     revision = MODELS[model_name].revision
     if revision != 1:  # revision 1 predates revisions: its runs keep their directories
         key["revision"] = revision
