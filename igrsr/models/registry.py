@@ -24,7 +24,7 @@ class ModelEntry:
     with ``num_users=`` added when the constructor takes it.  ``stage2_settings``: the model
     trains with the stage-2 settings (``--stage2-lr``, ``--stage2-epochs``) instead of the
     common ones: IGR-SR, whose reasoner starts as its SASRec; not LightRec, whose codebooks
-    start from scratch.  ``learned``: training fits parameters (False for popularity, which
+    are new parameters.  ``learned``: training fits parameters (False for popularity, which
     counts in one pass and has no learning rate).  ``revision``: raised whenever what the
     model computes changes, so that runs of an older revision are not reused
     (``igrsr.train.runs.run_key``).
