@@ -470,11 +470,13 @@ def best_baselines(raw: Dict) -> Dict[str, Tuple[str, float]]:
 
 def gain_over_best_baseline(raw: Dict) -> Optional[Dict[str, Tuple[str, float]]]:
     """``{metric: (best baseline, IGR-SR's relative gain over it in %)}`` of the main table."""
-    rows = {row["label"]: row["test_mean"] for row in _rows(raw, "main")}
     best = best_baselines(raw)
-    if "igrsr" not in rows or not best:
+    if not best or not any(row["label"] == "igrsr" for row in _rows(raw, "main")):
         return None
-    return {metric: (label, percent_change(rows["igrsr"][metric], value)) for metric, (label, value) in best.items()}
+    return {
+        metric: (label, seed_matched_change(raw, ("main", "igrsr", 0.0), ("main", label, 0.0), metric))
+        for metric, (label, _) in best.items()
+    }
 
 
 def noise_drops(raw: Dict, fraction: float = 0.2) -> Dict[str, float]:
@@ -484,19 +486,28 @@ def noise_drops(raw: Dict, fraction: float = 0.2) -> Dict[str, float]:
 
 
 def noise_change(raw: Dict, label: str, fraction: float) -> float:
-    """Relative change (%) of ``label``'s mean test NDCG@10 from the clean data to ``fraction``
-    noise, over the seeds that have both runs (a merged study may have fewer at some fractions);
-    NaN without such a seed."""
-    scores = {
-        (record["noise"], record["seed"]): record["test"][HEADLINE]
-        for record in raw["records"]
-        if record["experiment"] == "noise" and record["label"] == label
-    }
-    seeds = [seed for noise, seed in scores if noise == fraction and (0.0, seed) in scores]
+    """Relative change (%) of ``label``'s test NDCG@10 from the clean data to ``fraction`` noise."""
+    return seed_matched_change(raw, ("noise", label, fraction), ("noise", label, 0.0))
+
+
+def seed_matched_change(raw: Dict, ours: Tuple[str, str, float], reference: Tuple[str, str, float],
+                        metric: str = HEADLINE) -> float:  # fmt: skip
+    """Relative change (%) of the mean test ``metric`` of the runs ``ours`` (experiment, label,
+    noise) from that of the runs ``reference``, over the seeds both have; NaN without one.
+
+    In one study every cell has the same seeds and this is the change of the tables' means; a
+    merged study (``merge_studies``) may have fewer seeds in some cells.
+    """
+    scores = [
+        {record["seed"]: record["test"][metric] for record in raw["records"]
+         if (record["experiment"], record["label"], record["noise"]) == cell}
+        for cell in (ours, reference)
+    ]  # fmt: skip
+    seeds = [seed for seed in scores[0] if seed in scores[1]]
     if not seeds:
         return float("nan")
-    noisy, clean = (float(np.mean([scores[noise, seed] for seed in seeds])) for noise in (fraction, 0.0))
-    return percent_change(noisy, clean)
+    mine, theirs = (float(np.mean([values[seed] for seed in seeds])) for values in scores)
+    return percent_change(mine, theirs)
 
 
 def claims_section(raw: Dict) -> List[str]:
@@ -530,10 +541,11 @@ def claims_section(raw: Dict) -> List[str]:
             f"- **Intent tokens m** (paper: gains grow up to m = {PAPER_BEST_INTENTS[0]}–{PAPER_BEST_INTENTS[1]}, "
             f"then plateau): here the best test {HEADLINE} is at m = {best_m} of {[p[0] for p in sweeps]}."
         )
-    ablations = {row["label"]: row["test_mean"]["HR@10"] for row in _rows(raw, "ablation")}
-    if "IGR-SR" in ablations and len(ablations) > 1:
-        full = ablations.pop("IGR-SR")
-        listed = ", ".join(f"{label} {-percent_change(value, full):+.1f}%" for label, value in ablations.items())
+    variants = [row["label"] for row in _rows(raw, "ablation")]
+    if "IGR-SR" in variants and len(variants) > 1:
+        ablations = [label for label in variants if label != "IGR-SR"]
+        losses = {label: -seed_matched_change(raw, *_versus_full_model(label), "HR@10") for label in ablations}
+        listed = ", ".join(f"{label} {loss:+.1f}%" for label, loss in losses.items())
         lines.append(
             f"- **Each component matters** (paper: removing any one costs ≥{PAPER_ABLATION_MIN_LOSS:g}% "
             f"HR@10): HR@10 lost here (positive: the full model is better) — {listed}."
@@ -575,22 +587,22 @@ def percent_change(value: float, reference: float) -> float:
     return 100 * (value - reference) / reference if reference else float("nan")
 
 
-def _relative_change(value: float, reference: float) -> str:
-    return _format_change(percent_change(value, reference))
-
-
 def _format_change(change: float) -> str:
     return "n/a" if np.isnan(change) else f"{change:+.1f}%"
 
 
 def ablation_table(raw: Dict) -> List[str]:
-    rows = _rows(raw, "ablation")
-    full = next(row for row in rows if row["label"] == "IGR-SR")["test_mean"]
     lines = []
-    for row in rows:
-        change = [_relative_change(row["test_mean"][k], full[k]) for k in ("HR@10", HEADLINE)]
+    for row in _rows(raw, "ablation"):
+        cells = _versus_full_model(row["label"])
+        change = [_format_change(seed_matched_change(raw, *cells, metric)) for metric in ("HR@10", HEADLINE)]
         lines.append([row["label"], str(len(row["seeds"])), _cell(row, "HR@10"), _cell(row, HEADLINE), *change])
     return _table(["variant", "seeds", "HR@10", HEADLINE, "HR@10 vs full", f"{HEADLINE} vs full"], lines)
+
+
+def _versus_full_model(label: str) -> Tuple[Tuple[str, str, float], Tuple[str, str, float]]:
+    """The cells of an ablation and of the full model it is read against."""
+    return ("ablation", label, 0.0), ("ablation", "IGR-SR", 0.0)
 
 
 def sweep_points(raw: Dict) -> Dict[str, List[Tuple[float, float, float]]]:
@@ -678,6 +690,14 @@ def paired_table(raw: Dict) -> List[str]:
     ]
 
 
+def _merged_note(raw: Dict) -> List[str]:
+    return [
+        f"Merged (`igrsr report`) from {', '.join(raw['merged_from'])}. Cells may have fewer seeds than the "
+        "study (the `seeds` columns); each gain, drop and ablation change is over the seeds both sides have.",
+        "",
+    ]
+
+
 def write_report(raw: Dict, out: Path) -> None:
     """``report.md`` with every table, and the figures it links."""
     data, train = raw["data"], raw["train"]
@@ -693,7 +713,7 @@ def write_report(raw: Dict, out: Path) -> None:
         + "Raw numbers: `study.json`.",
         "",
         *(QUICK_NOTE if raw["plan"]["name"] == "quick" else []),
-        *([f"Merged (`igrsr report`) from {', '.join(raw['merged_from'])}.", ""] if "merged_from" in raw else []),
+        *(_merged_note(raw) if "merged_from" in raw else []),
         *claims_section(raw),
         "## Main results",
         "",
