@@ -286,7 +286,7 @@ def merge_studies(studies: Dict[str, Dict[str, Any]], models: Optional[Sequence[
                 continue
             cell = (record["experiment"], record["label"], record["noise"])
             where = f"{record['label']} ({record['experiment']}, noise {record['noise']:g})"
-            settings = record_settings(raw, record)
+            settings = record_settings(raw, record, name)
             source, expected, seeds = cells.setdefault(cell, (name, settings, {}))
             _refuse_differences(expected, settings, f"{where} of {name} trained with other settings than in {source}:")
             seen = seeds.get(record["seed"])
@@ -335,8 +335,9 @@ def study_settings(raw: Dict[str, Any]) -> Dict[str, Any]:
     }
 
 
-def record_settings(raw: Dict[str, Any], record: Dict[str, Any]) -> Dict[str, Any]:
-    """What one run of a study trained, as its run directory's key has it, the seed aside."""
+def record_settings(raw: Dict[str, Any], record: Dict[str, Any], study: str) -> Dict[str, Any]:
+    """What one run of the study named ``study`` trained, as its run directory's key has it, the
+    seed aside."""
     model, entry = record["model"], MODELS[record["model"]]
     options = {**raw["options"], **record["overrides"]}
     stage2_changes, chosen_lr = raw.get("stage2_changes") or {}, raw.get("learning_rates") or {}
@@ -344,8 +345,9 @@ def record_settings(raw: Dict[str, Any], record: Dict[str, Any]) -> Dict[str, An
     train = TrainConfig(**raw["train"])
     config, backbone = training_configs(train, model, 0, stage2_changes, chosen_lr, record.get("lr"))
     settings = run_settings(model, options_for(entry.cls, options), config)
-    # Older records lack the revision: for a model never revised it is 1, for another unknown.
-    settings["revision"] = record.get("revision", 1 if entry.revision == 1 else "not recorded")
+    # Older records lack the revision: for a model never revised it is 1; for another it is
+    # unknown, and two studies' unknown revisions may differ.
+    settings["revision"] = record.get("revision", 1 if entry.revision == 1 else f"unknown in {study}")
     if entry.needs_backbone:
         settings["backbone"] = run_settings(BACKBONE, options_for(MODELS[BACKBONE].cls, options), backbone)
     return settings

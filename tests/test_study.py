@@ -8,6 +8,7 @@ import pytest
 
 from igrsr.cli import main
 from igrsr.data import leave_one_out, make_synthetic
+from igrsr.models.registry import MODELS
 from igrsr.study import paired_bootstrap, summarize, with_noisy_inputs
 
 
@@ -211,9 +212,10 @@ METRICS = ("HR@5", "NDCG@5", "HR@10", "NDCG@10", "HR@20", "NDCG@20")
 def record(experiment, label, ndcg, noise=0.0, hr=None, seed=1, model=None):
     """A study record whose test metrics are all ``ndcg`` (HR@10: ``hr`` if given)."""
     test = {**dict.fromkeys(METRICS, ndcg), **({"HR@10": hr} if hr is not None else {})}
-    return {"experiment": experiment, "label": label, "model": model or label, "noise": noise, "seed": seed,
-            "overrides": {}, "test": test, "valid": dict.fromkeys(METRICS, 0.5), "best_epoch": 1, "epochs_run": 2,
-            "stopped": "early", "train_seconds": 1.0}  # fmt: skip
+    model = model or label
+    return {"experiment": experiment, "label": label, "model": model, "noise": noise, "seed": seed,
+            "revision": MODELS[model].revision, "overrides": {}, "test": test, "valid": dict.fromkeys(METRICS, 0.5),
+            "best_epoch": 1, "epochs_run": 2, "stopped": "early", "train_seconds": 1.0}  # fmt: skip
 
 
 def study_of(records, seeds=(1,)):
@@ -355,6 +357,20 @@ def test_merging_keeps_a_lightrec_of_other_options_out_when_asked_and_refuses_a_
     assert {row["label"]: row["seeds"] for row in merged["summary"]} == {"sasrec": [1, 2], "igrsr": [1, 2]}
     with pytest.raises(ValueError, match=r"sasrec \(main, noise 0\): seed 1 has other test results in b"):
         merge_studies({"a": seed_study(1, 0.1), "b": seed_study(1, 0.2)})
+
+
+def test_merging_refuses_two_studies_runs_of_a_revised_model_without_their_revision():
+    """Records from before runs kept their revision: LightRec's may be of any of its revisions."""
+    from igrsr.study import merge_studies
+
+    def without_revision(study):
+        return {**study, "records": [{k: v for k, v in r.items() if k != "revision"} for r in study["records"]]}
+
+    first, second = without_revision(seed_study(1, 0.1)), without_revision(seed_study(2, 0.3))
+    with pytest.raises(ValueError, match="lightrec .* revision 'unknown in b' instead of 'unknown in a'"):
+        merge_studies({"a": first, "b": second})
+    merged = merge_studies({"a": first, "b": second}, models=["sasrec", "igrsr"])  # never revised: revision 1
+    assert {row["label"]: row["seeds"] for row in merged["summary"]} == {"sasrec": [1, 2], "igrsr": [1, 2]}
 
 
 def test_report_of_one_seed_per_study_equals_the_study_of_both_seeds(data_file, tmp_path, capsys):
