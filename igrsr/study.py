@@ -26,7 +26,7 @@ from .models.registry import BACKBONE, MODELS, options_for
 from .train import TrainConfig, train_model
 from .train.checkpoint import save_json
 from .train.plots import plot_noise_robustness, plot_sweeps
-from .train.runs import NOT_IN_RUN_KEY, data_summary, per_user_test_ranks, run_settings
+from .train.runs import NOT_IN_RUN_KEY, data_summary, per_user_test_ranks, run_description, run_settings
 
 ALL_MODELS = ("pop", "sasrec", "bert4rec", "ssept", "lightrec", "rearec-erl", "rearec-prl", "igrsr")
 TABLE_METRICS = ("HR@5", "NDCG@5", "HR@10", "NDCG@10", "HR@20", "NDCG@20")
@@ -345,12 +345,21 @@ def record_settings(raw: Dict[str, Any], record: Dict[str, Any], study: str) -> 
     train = TrainConfig(**raw["train"])
     config, backbone = training_configs(train, model, 0, stage2_changes, chosen_lr, record.get("lr"))
     settings = run_settings(model, options_for(entry.cls, options), config)
-    # Older records lack the revision: for a model never revised it is 1; for another it is
-    # unknown, and two studies' unknown revisions may differ.
-    settings["revision"] = record.get("revision", 1 if entry.revision == 1 else f"unknown in {study}")
+    settings["revision"] = record.get("revision", recorded_revision(record, study))
     if entry.needs_backbone:
         settings["backbone"] = run_settings(BACKBONE, options_for(MODELS[BACKBONE].cls, options), backbone)
     return settings
+
+
+def recorded_revision(record: Dict[str, Any], study: str):
+    """The model revision of a record from before records kept it: its run directory's, if the
+    run is still there; 1 for a model never revised; else unknown (two studies' may differ)."""
+    if MODELS[record["model"]].revision == 1:
+        return 1
+    try:
+        return run_description(Path(record["run_dir"])).get("revision", 1)  # a run without one predates revisions
+    except FileNotFoundError:
+        return f"unknown in {study}"
 
 
 def _refuse_differences(expected: Dict[str, Any], found: Dict[str, Any], context: str) -> None:

@@ -10,6 +10,7 @@ from igrsr.cli import main
 from igrsr.data import leave_one_out, make_synthetic
 from igrsr.models.registry import MODELS
 from igrsr.study import paired_bootstrap, summarize, with_noisy_inputs
+from igrsr.train.checkpoint import save_json
 
 
 # Small models and batches: the study tests check the plumbing, not the models.
@@ -214,8 +215,9 @@ def record(experiment, label, ndcg, noise=0.0, hr=None, seed=1, model=None):
     test = {**dict.fromkeys(METRICS, ndcg), **({"HR@10": hr} if hr is not None else {})}
     model = model or label
     return {"experiment": experiment, "label": label, "model": model, "noise": noise, "seed": seed,
-            "revision": MODELS[model].revision, "overrides": {}, "test": test, "valid": dict.fromkeys(METRICS, 0.5),
-            "best_epoch": 1, "epochs_run": 2, "stopped": "early", "train_seconds": 1.0}  # fmt: skip
+            "revision": MODELS[model].revision, "run_dir": f"gone/{model}-{seed}", "overrides": {}, "test": test,
+            "valid": dict.fromkeys(METRICS, 0.5), "best_epoch": 1, "epochs_run": 2, "stopped": "early",
+            "train_seconds": 1.0}  # fmt: skip
 
 
 def study_of(records, seeds=(1,)):
@@ -359,7 +361,7 @@ def test_merging_keeps_a_lightrec_of_other_options_out_when_asked_and_refuses_a_
         merge_studies({"a": seed_study(1, 0.1), "b": seed_study(1, 0.2)})
 
 
-def test_merging_refuses_two_studies_runs_of_a_revised_model_without_their_revision():
+def test_merging_refuses_two_studies_runs_of_a_revised_model_without_their_revision(tmp_path):
     """Records from before runs kept their revision: LightRec's may be of any of its revisions."""
     from igrsr.study import merge_studies
 
@@ -371,6 +373,13 @@ def test_merging_refuses_two_studies_runs_of_a_revised_model_without_their_revis
         merge_studies({"a": first, "b": second})
     merged = merge_studies({"a": first, "b": second}, models=["sasrec", "igrsr"])  # never revised: revision 1
     assert {row["label"]: row["seeds"] for row in merged["summary"]} == {"sasrec": [1, 2], "igrsr": [1, 2]}
+    # Where the runs are still on disk, their run.json says.
+    for study in (first, second):
+        for each in study["records"]:
+            each["run_dir"] = str(tmp_path / each["run_dir"])
+            save_json({"revision": MODELS[each["model"]].revision}, Path(each["run_dir"]) / "run.json")
+    merged = merge_studies({"a": first, "b": second})
+    assert {row["label"]: row["seeds"] for row in merged["summary"]}["lightrec"] == [1, 2]
 
 
 def test_report_of_one_seed_per_study_equals_the_study_of_both_seeds(data_file, tmp_path, capsys):
