@@ -578,18 +578,22 @@ def noise_curves(raw: Dict) -> Dict[str, List[Tuple[float, float, float]]]:
 
 
 def noise_table(raw: Dict) -> List[str]:
-    curves = noise_curves(raw)
-    seeds: Dict[str, List[str]] = {}  # per model, the seed count of each fraction
-    for row in sorted(_rows(raw, "noise"), key=lambda row: row["noise"]):
-        seeds.setdefault(row["label"], []).append(str(len(row["seeds"])))
-    fractions = [fraction for fraction, _, _ in next(iter(curves.values()))]
+    """Test NDCG@10 per model and noise fraction, and its change from the clean data; a merged
+    study's models may differ in fractions ("–") and in seeds (per fraction, in the header's order)."""
+    rows = {(row["label"], row["noise"]): row for row in _rows(raw, "noise")}
+    fractions = sorted({noise for _, noise in rows})
     header = ["model", "seeds", *(f"{HEADLINE} @ {f:g}" for f in fractions)]
     header += [f"change @ {f:g}" for f in fractions[1:]]
     lines = []
-    for model, points in curves.items():
-        changes = [_format_change(noise_change(raw, model, fraction)) for fraction, _, _ in points[1:]]
-        counts = "/".join(seeds[model]) if len(set(seeds[model])) > 1 else seeds[model][0]
-        lines.append([model, counts, *(f"{mean:.4f} ± {std:.4f}" for _, mean, std in points), *changes])
+    for model in noise_curves(raw):
+        cells = [rows.get((model, fraction)) for fraction in fractions]
+        counts = [str(len(row["seeds"])) if row else "–" for row in cells]
+        values = [_cell(row, HEADLINE) if row else "–" for row in cells]
+        changes = [
+            _format_change(noise_change(raw, model, fraction)) if row else "–"
+            for fraction, row in zip(fractions[1:], cells[1:])
+        ]
+        lines.append([model, "/".join(counts) if len(set(counts)) > 1 else counts[0], *values, *changes])
     return _table(header, lines)
 
 

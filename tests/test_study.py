@@ -298,6 +298,12 @@ def test_noise_drop_compares_the_seeds_that_have_both_runs():
     raw = study_of([record("noise", "sasrec", v, noise, seed=seed) for (noise, seed), v in values.items()], (1, 2))
     assert noise_drops(raw) == {"sasrec": pytest.approx(25.0)}  # not 0.06 against the mean 0.10
     assert "| sasrec | 2/1 | 0.1000 ± 0.0283 | 0.0600 ± 0.0000 | -25.0% |" in "\n".join(noise_table(raw))
+    # Another study's model at another fraction: its own column, "–" where a model has no run.
+    raw = study_of(raw["records"] + [record("noise", "igrsr", v, noise) for noise, v in ((0.0, 0.1), (0.3, 0.05))])
+    table = "\n".join(noise_table(raw))
+    assert "| model | seeds | NDCG@10 @ 0 | NDCG@10 @ 0.2 | NDCG@10 @ 0.3 | change @ 0.2 | change @ 0.3 |" in table
+    assert "| sasrec | 2/1/– | 0.1000 ± 0.0283 | 0.0600 ± 0.0000 | – | -25.0% | – |" in table
+    assert "| igrsr | 1/–/1 | 0.1000 ± 0.0000 | – | 0.0500 ± 0.0000 | – | -50.0% |" in table
 
 
 def study_json(records, seed, options=None, **changes):
