@@ -361,7 +361,7 @@ def command_report(args: argparse.Namespace) -> int:
         studies[name] = load_json(path)
     models = parse_models(args.models, "--models") if args.models is not None else None
     try:
-        raw = merge_studies(studies, models)
+        raw = merge_studies(studies, models, keep_first=args.keep_first)
     except ValueError as error:
         raise SystemExit(f"igrsr report: {error}") from None
     out = Path(args.out)
@@ -448,6 +448,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--out", required=True, help="directory of the merged report and study.json")
     report.add_argument("--models", default=None, help="comma-separated models to keep (default: every model)")
+    report.add_argument(
+        "--keep-first", action="store_true",
+        help="a seed recorded by two studies with other results (retrained): keep the first study's, not refuse",
+    )  # fmt: skip
     report.set_defaults(handler=command_report)
     return parser
 

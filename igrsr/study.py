@@ -262,7 +262,9 @@ def run_study(study: Study) -> Dict[str, Any]:
     return raw
 
 
-def merge_studies(studies: Dict[str, Dict[str, Any]], models: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+def merge_studies(
+    studies: Dict[str, Dict[str, Any]], models: Optional[Sequence[str]] = None, keep_first: bool = False
+) -> Dict[str, Any]:
     """One study of the runs of several (``{name: study.json contents}``), e.g. of seeds trained
     as separate jobs (``--seed N --seeds 1`` each): each table cell is then over all its seeds.
 
@@ -270,7 +272,9 @@ def merge_studies(studies: Dict[str, Dict[str, Any]], models: Optional[Sequence[
     changes, chosen learning rates, noise seed, plan); the runs of one cell must share every
     setting but the seed, model options and revision included (a LightRec with other codebook
     options is another model, not another seed).  A seed recorded twice in a cell is kept once
-    if both records have the same test metrics (a run two studies reused) and refused otherwise.
+    if both records have the same test metrics (a run two studies reused) and refused otherwise,
+    unless ``keep_first`` (a run retrained elsewhere, where floating point may differ a little):
+    then the first study's is kept and the others listed under ``"replaced_by_first"``.
     ``models``: keep only those models' runs.  The paired comparisons are the lowest seed's.
     """
     if not studies:
@@ -279,6 +283,7 @@ def merge_studies(studies: Dict[str, Dict[str, Any]], models: Optional[Sequence[
     for name, raw in others:
         _refuse_differences(study_settings(first), study_settings(raw), f"{name} differs from {first_name} in")
     records: List[Dict[str, Any]] = []
+    dropped: List[str] = []
     cells: Dict[Tuple, Tuple[str, Dict[str, Any], Dict[int, Dict[str, Any]]]] = {}
     for name, raw in studies.items():
         for record in raw["records"]:
@@ -292,7 +297,12 @@ def merge_studies(studies: Dict[str, Dict[str, Any]], models: Optional[Sequence[
             seen = seeds.get(record["seed"])
             if seen is not None:
                 if seen["test"] != record["test"]:
-                    raise ValueError(f"{where}: seed {record['seed']} has other test results in {name} than before")
+                    if not keep_first:
+                        raise ValueError(
+                            f"{where}: seed {record['seed']} has other test results in {name} than before "
+                            "(a retrained run? keep the first study's with keep_first / --keep-first)"
+                        )
+                    dropped.append(f"{where}, seed {record['seed']}, of {name}")
                 continue
             seeds[record["seed"]] = record
             records.append(record)
@@ -303,6 +313,7 @@ def merge_studies(studies: Dict[str, Dict[str, Any]], models: Optional[Sequence[
         **first,
         "complete": all(raw["complete"] for raw in studies.values()),
         "merged_from": list(studies),
+        "replaced_by_first": dropped,
         "seeds": seeds,
         "train": {**first["train"], "seed": seeds[0]},
         "records": records,
@@ -706,11 +717,14 @@ def paired_table(raw: Dict) -> List[str]:
 
 
 def _merged_note(raw: Dict) -> List[str]:
-    return [
+    replaced = raw.get("replaced_by_first")
+    note = (
         f"Merged (`igrsr report`) from {', '.join(raw['merged_from'])}. Cells may have fewer seeds than the "
-        "study (the `seeds` columns); each gain, drop and ablation change is over the seeds both sides have.",
-        "",
-    ]
+        "study (the `seeds` columns); each gain, drop and ablation change is over the seeds both sides have."
+    )
+    if replaced:
+        note += f" Runs recorded again with other results, the first study's kept: {'; '.join(replaced)}."
+    return [note, ""]
 
 
 def write_report(raw: Dict, out: Path) -> None:

@@ -365,6 +365,9 @@ def test_merging_keeps_a_lightrec_of_other_options_out_when_asked_and_refuses_a_
     assert {row["label"]: row["seeds"] for row in merged["summary"]} == {"sasrec": [1, 2], "igrsr": [1, 2]}
     with pytest.raises(ValueError, match=r"sasrec \(main, noise 0\): seed 1 has other test results in b"):
         merge_studies({"a": seed_study(1, 0.1), "b": seed_study(1, 0.2)})
+    merged = merge_studies({"a": seed_study(1, 0.1), "b": seed_study(1, 0.2)}, keep_first=True)
+    assert merged["summary"] == seed_study(1, 0.1)["summary"]
+    assert merged["replaced_by_first"][0] == "sasrec (main, noise 0), seed 1, of b"
 
 
 def test_merging_refuses_two_studies_runs_of_a_revised_model_without_their_revision(tmp_path):
