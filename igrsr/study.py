@@ -356,7 +356,8 @@ def record_settings(raw: Dict[str, Any], record: Dict[str, Any], study: str) -> 
     train = TrainConfig(**raw["train"])
     config, backbone = training_configs(train, model, 0, stage2_changes, chosen_lr, record.get("lr"))
     settings = run_settings(model, options_for(entry.cls, options), config)
-    settings["revision"] = record.get("revision", recorded_revision(record, study))
+    # Only an older record lacks it; its run directory is read then, not for every record.
+    settings["revision"] = record["revision"] if "revision" in record else recorded_revision(record, study)
     if entry.needs_backbone:
         settings["backbone"] = run_settings(BACKBONE, options_for(MODELS[BACKBONE].cls, options), backbone)
     return settings
