@@ -13,7 +13,7 @@ from igrsr.models import BERT4Rec, LightRec, Popularity, ReaRecERL, ReaRecPRL, S
 from igrsr.models.igrsr import FreeIntents
 from igrsr.models.lightrec import kmeans
 from igrsr.models.rearec import mean_pairwise_kl
-from igrsr.models.registry import BACKBONE, MODELS, build_model, options_for
+from igrsr.models.registry import BACKBONE, MODELS, build_model, model_config
 from igrsr.train import TrainConfig, Trainer
 
 SMALL = dict(max_len=20, d_model=32, num_layers=1, num_heads=2, dropout=0.1)
@@ -44,7 +44,7 @@ def train(name, split, tmp_path, epochs, batch_size, options=None):
     backbone = None
     if MODELS[name].needs_backbone:
         backbone, _ = train(BACKBONE, split, tmp_path, epochs, batch_size)
-    model = build_model(name, split.num_items, len(split.train), options, backbone=backbone)
+    model = build_model(name, split.num_items, len(split.train), model_config(name, options), backbone=backbone)
     return model, Trainer(model, split, config, tmp_path / name, name).fit()
 
 
@@ -73,8 +73,9 @@ def test_popularity_counts_every_training_target_and_has_nothing_to_learn(split,
 def make(name: str, **options):
     """A small untrained model in eval mode (no dropout)."""
     options = dict(max_len=MAX_LEN, d_model=16, num_layers=2, num_heads=2, dropout=0.0, **options)
-    backbone = SASRec(NUM_ITEMS, **options_for(SASRec, options)) if MODELS[name].needs_backbone else None
-    model = build_model(name, NUM_ITEMS, 7, {**options, "num_codebooks": 2, "codebook_size": 8}, backbone=backbone)
+    backbone = SASRec(NUM_ITEMS, model_config("sasrec", options)) if MODELS[name].needs_backbone else None
+    config = model_config(name, {**options, "num_codebooks": 2, "codebook_size": 8})
+    model = build_model(name, NUM_ITEMS, 7, config, backbone=backbone)
     if name == "igrsr":
         for layer in model.reasoner.layers:
             if hasattr(layer, "cross_attention"):  # give the zero-initialized cross-attention a say
@@ -339,21 +340,22 @@ def test_igrsr_concat_fusion_sees_intents_and_survives_all_masked():
     assert torch.isfinite(without).all() and not torch.allclose(with_intents, without)
 
 
-def test_subclassed_models_take_their_base_class_options():
-    assert {"d_model", "num_layers", "reasoning_steps", "kl_weight"} <= set(
-        options_for(ReaRecERL, dict(d_model=8, num_layers=1, reasoning_steps=3, kl_weight=0.1, num_intents=2))
-    )
-    assert set(options_for(ReaRecPRL, dict(anneal_base=2.0, kl_weight=0.1))) == {"anneal_base"}
-    assert set(options_for(LightRec, dict(loss="bce", codebook_size=4, mask_ratio=0.5))) == {"codebook_size"}
-    assert "num_users" in options_for(SSEPT, dict(num_users=3))
-    assert isinstance(build_model("pop", 10, 3, dict(d_model=8)), Popularity)
+def test_each_model_takes_its_own_options_and_subclasses_their_base_class_ones():
+    options = dict(d_model=8, num_layers=1, reasoning_steps=3, kl_weight=0.1, num_intents=2, anneal_base=2.0)
+    erl = model_config("rearec-erl", options)
+    assert (erl.d_model, erl.num_layers, erl.reasoning_steps, erl.kl_weight) == (8, 1, 3, 0.1)
+    assert model_config("rearec-prl", options).anneal_base == 2.0 and not hasattr(erl, "anneal_base")
+    lightrec = model_config("lightrec", dict(loss="bce", codebook_size=4, mask_ratio=0.5))
+    assert lightrec == LightRec.Config(codebook_size=4)
+    assert isinstance(build_model("pop", 10, 3, model_config("pop", dict(d_model=8))), Popularity)
+    assert build_model("ssept", 10, 3, model_config("ssept", {})).num_users == 3
 
 
 @pytest.mark.parametrize("bad", [dict(mask_ratio=0.0), dict(sse_user_prob=1.5), dict(reasoning_steps=0)])
 def test_baselines_reject_bad_options(bad):
     name = {"mask_ratio": "bert4rec", "sse_user_prob": "ssept", "reasoning_steps": "rearec-erl"}[next(iter(bad))]
     with pytest.raises(ValueError, match=next(iter(bad))):
-        build_model(name, NUM_ITEMS, 3, bad)
+        model_config(name, bad)
 
 
 def test_command_line_trains_the_baselines(tmp_path, capsys):
@@ -373,6 +375,6 @@ def test_command_line_trains_the_baselines(tmp_path, capsys):
     assert results == {*models.split(","), "sasrec"}  # LightRec's stage 1
     (lightrec_results,) = (tmp_path / "runs" / "tiny").glob("lightrec-*/results.json")
     lightrec_run = json.loads(lightrec_results.read_text())
-    assert lightrec_run["options"] == {"num_codebooks": 2, "codebook_size": 8, "codebook_temperature": 0.9,
-                                       "codebook_choice": "euclidean", "codebook_start": "kmeans"}  # fmt: skip
+    assert lightrec_run["config"] == {"num_codebooks": 2, "codebook_size": 8, "codebook_temperature": 0.9,
+                                      "codebook_choice": "euclidean", "codebook_start": "kmeans"}  # fmt: skip
     assert 1 <= lightrec_run["facts"]["distinct_item_codes"] <= 40

@@ -8,9 +8,9 @@ import pytest
 
 from igrsr.cli import main
 from igrsr.data import leave_one_out, make_synthetic
-from igrsr.models.registry import MODELS
 from igrsr.study import paired_bootstrap, summarize, with_noisy_inputs
-from igrsr.train.checkpoint import save_json
+from igrsr.study.plan import study_spec
+from igrsr.train import Stage2Config, TrainConfig
 
 
 # Small models and batches: the study tests check the plumbing, not the models.
@@ -190,13 +190,20 @@ def test_study_tunes_each_models_learning_rate_on_validation_and_uses_it_everywh
      ("--ablations", "lid,nope", "--ablations: unknown"), ("--tune-lr", "1e-3,x", "--tune-lr: expected"),
      ("--tune-lr", "0", "--tune-lr: learning rates must be > 0")],
 )  # fmt: skip
-def test_study_rejects_bad_plan_options_naming_the_option(option, value, message):
-    with pytest.raises(SystemExit, match=message):
-        main(["study", option, value])
+def test_study_rejects_bad_plan_options_naming_the_option(option, value, message, capsys):
+    assert main(["study", option, value]) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option", ["--seeds", "--users"])
+def test_study_counts_must_be_positive(option, capsys):
+    assert main(["study", option, "0"]) == 2
+    assert f"{option} must be >= 1, got 0" in capsys.readouterr().err
 
 
 def test_study_plan_options_allow_spaces_after_the_commas():
-    from igrsr.cli import build_parser, study_plan
+    from igrsr.cli import build_parser
+    from igrsr.cli.study import study_plan
 
     args = build_parser().parse_args(
         ["study", "--models", "sasrec, igrsr", "--ablations", "lid, icr", "--noise", "0.1, 0.2", "--intents", "1, 3"]
@@ -210,14 +217,20 @@ def test_study_plan_options_allow_spaces_after_the_commas():
 METRICS = ("HR@5", "NDCG@5", "HR@10", "NDCG@10", "HR@20", "NDCG@20")
 
 
-def record(experiment, label, ndcg, noise=0.0, hr=None, seed=1, model=None):
-    """A study record whose test metrics are all ``ndcg`` (HR@10: ``hr`` if given)."""
+STUDY_TRAINING = TrainConfig(lr=1e-3, epochs=5)
+STUDY_STAGE2 = Stage2Config(stage2_epochs=1)
+
+
+def record(experiment, label, ndcg, noise=0.0, hr=None, seed=1, model=None, options=None):
+    """A study record whose test metrics are all ``ndcg`` (HR@10: ``hr`` if given), of a run with
+    the model ``options`` over d = 16."""
     test = {**dict.fromkeys(METRICS, ndcg), **({"HR@10": hr} if hr is not None else {})}
     model = model or label
+    spec = study_spec(model, {"d_model": 16, **(options or {})}, STUDY_TRAINING, STUDY_STAGE2, {}, seed)
     return {"experiment": experiment, "label": label, "model": model, "noise": noise, "seed": seed,
-            "revision": MODELS[model].revision, "run_dir": f"gone/{model}-{seed}", "overrides": {}, "test": test,
-            "valid": dict.fromkeys(METRICS, 0.5), "best_epoch": 1, "epochs_run": 2, "stopped": "early",
-            "train_seconds": 1.0}  # fmt: skip
+            "settings": spec.settings(seed=False), "run_dir": f"gone/{model}-{seed}", "overrides": {},
+            "test": test, "valid": dict.fromkeys(METRICS, 0.5), "best_epoch": 1, "epochs_run": 2,
+            "stopped": "early", "train_seconds": 1.0}  # fmt: skip
 
 
 def study_of(records, seeds=(1,)):
@@ -225,7 +238,7 @@ def study_of(records, seeds=(1,)):
 
 
 def test_report_sets_the_measured_numbers_against_the_papers_claims():
-    from igrsr.study import claims_section
+    from igrsr.study.report import claims_section
 
     records = [record("main", "pop", 0.5), record("main", "sasrec", 0.10), record("main", "ssept", 0.12),
                record("main", "igrsr", 0.132), record("noise", "sasrec", 0.10), record("noise", "sasrec", 0.08, 0.2),
@@ -243,7 +256,7 @@ def test_report_sets_the_measured_numbers_against_the_papers_claims():
 
 def test_gains_and_ablation_losses_compare_the_seeds_both_sides_have():
     """In a merged study a baseline or an ablation may have one seed where IGR-SR has three."""
-    from igrsr.study import ablation_table, claims_section
+    from igrsr.study.report import ablation_table, claims_section
 
     records = [record("main", "igrsr", value, seed=seed) for seed, value in ((1, 0.10), (2, 0.11), (3, 0.12))]
     records += [record("main", "rearec-erl", 0.105, seed=1)]  # table means: IGR-SR 0.11 ahead of 0.105
@@ -279,7 +292,7 @@ def test_paired_bootstrap_gives_the_gain_and_an_interval_over_users():
 
 
 def test_noise_table_and_curves_carry_the_seed_spread():
-    from igrsr.study import noise_curves, noise_table
+    from igrsr.study.report import noise_curves, noise_table
 
     values = {(0.0, 1): 0.09, (0.0, 2): 0.11, (0.2, 1): 0.06, (0.2, 2): 0.10}
     raw = study_of([record("noise", "sasrec", v, noise, seed=seed) for (noise, seed), v in values.items()], (1, 2))
@@ -292,7 +305,7 @@ def test_noise_table_and_curves_carry_the_seed_spread():
 
 def test_noise_drop_compares_the_seeds_that_have_both_runs():
     """A merged study may have a noise level with fewer seeds: its drop is against their clean runs."""
-    from igrsr.study import noise_drops, noise_table
+    from igrsr.study.report import noise_drops, noise_table
 
     values = {(0.0, 1): 0.08, (0.0, 2): 0.12, (0.2, 1): 0.06}
     raw = study_of([record("noise", "sasrec", v, noise, seed=seed) for (noise, seed), v in values.items()], (1, 2))
@@ -306,17 +319,18 @@ def test_noise_drop_compares_the_seeds_that_have_both_runs():
     assert "| igrsr | 1/–/1 | 0.1000 ± 0.0000 | – | 0.0500 ± 0.0000 | – | -50.0% |" in table
 
 
-def study_json(records, seed, options=None, **changes):
+def study_json(records, seed, **changes):
     """A study.json of ``records`` (one seed) as ``igrsr study`` writes it."""
-    return {"complete": True, "plan": {"name": "full"}, "data": {"fingerprint": "f00d", "name": "tiny"},
-            "seeds": [seed], "noise_seed": 0, "options": {"d_model": 16, **(options or {})},
-            "train": {"seed": seed, "lr": 1e-3, "epochs": 5}, "stage2_changes": {"epochs": 1}, "learning_rates": {},
-            "records": records, "paired": [], "summary": summarize(records), **changes}  # fmt: skip
+    train = TrainConfig(seed=seed, lr=1e-3, epochs=5).to_dict()
+    return {"schema": 2, "complete": True, "plan": {"name": "full"}, "data": {"fingerprint": "f00d", "name": "tiny"},
+            "seeds": [seed], "noise_seed": 0, "options": {"d_model": 16}, "train": train,
+            "stage2_changes": {"epochs": 1}, "learning_rates": {}, "records": records, "paired": [],
+            "summary": summarize(records), **changes}  # fmt: skip
 
 
 def seed_study(seed, ndcg, options=None, **changes):
-    records = [record("main", model, ndcg, seed=seed) for model in ("sasrec", "lightrec", "igrsr")]
-    return study_json(records, seed, options, **changes)
+    records = [record("main", model, ndcg, seed=seed, options=options) for model in ("sasrec", "lightrec", "igrsr")]
+    return study_json(records, seed, **changes)
 
 
 def test_merged_studies_give_the_tables_over_all_their_seeds():
@@ -339,28 +353,28 @@ def test_merged_studies_give_the_tables_over_all_their_seeds():
 
 
 @pytest.mark.parametrize(
-    "change, models, message",
+    "change, options, models, message",
     [
-        ({"data": {"fingerprint": "beef"}}, None, "b differs from a in data 'beef' instead of 'f00d'"),
-        ({"train": {"seed": 2, "lr": 1e-3, "epochs": 9}}, None, "train.epochs 9 instead of 5"),
-        ({"stage2_changes": {"epochs": 3}}, None, "stage2_changes.epochs 3 instead of 1"),
+        ({"data": {"fingerprint": "beef"}}, None, None, "b differs from a in data 'beef' instead of 'f00d'"),
+        ({"train": TrainConfig(epochs=9).to_dict()}, None, None, "train.epochs 9 instead of 5"),
+        ({"stage2_changes": {"epochs": 3}}, None, None, "stage2_changes.epochs 3 instead of 1"),
         # LightRec's option: its cell refuses to mix; SASRec's and IGR-SR's do not use it.
-        ({"options": {"d_model": 16, "codebook_start": "kmeans"}}, None,
-         r"lightrec \(main, noise 0\) of b trained with other settings than in a: options.codebook_start 'kmeans'"),
-        ({"options": {"d_model": 32}}, ["igrsr"], r"igrsr .* backbone.options.d_model 32 instead of 16"),
+        ({}, {"codebook_start": "kmeans"}, None,
+         r"lightrec \(main, noise 0\) of b trained with other settings than in a: config.codebook_start 'kmeans'"),
+        ({}, {"d_model": 32}, ["igrsr"], r"igrsr .* backbone.config.d_model 32 instead of 16"),
     ],
 )  # fmt: skip
-def test_merging_refuses_runs_of_other_settings_naming_the_difference(change, models, message):
+def test_merging_refuses_runs_of_other_settings_naming_the_difference(change, options, models, message):
     from igrsr.study import merge_studies
 
     with pytest.raises(ValueError, match=message):
-        merge_studies({"a": seed_study(1, 0.1), "b": {**seed_study(2, 0.3), **change}}, models)
+        merge_studies({"a": seed_study(1, 0.1), "b": {**seed_study(2, 0.3, options), **change}}, models)
 
 
 def test_merging_keeps_a_lightrec_of_other_options_out_when_asked_and_refuses_a_changed_result():
     from igrsr.study import merge_studies
 
-    other_lightrec = {**seed_study(2, 0.3), "options": {"d_model": 16, "codebook_start": "kmeans"}}
+    other_lightrec = seed_study(2, 0.3, {"codebook_start": "kmeans"})
     merged = merge_studies({"a": seed_study(1, 0.1), "b": other_lightrec}, models=["sasrec", "igrsr"])
     assert {row["label"]: row["seeds"] for row in merged["summary"]} == {"sasrec": [1, 2], "igrsr": [1, 2]}
     with pytest.raises(ValueError, match=r"sasrec \(main, noise 0\): seed 1 has other test results in b"):
@@ -370,25 +384,16 @@ def test_merging_keeps_a_lightrec_of_other_options_out_when_asked_and_refuses_a_
     assert merged["replaced_by_first"][0] == "sasrec (main, noise 0), seed 1, of b"
 
 
-def test_merging_refuses_two_studies_runs_of_a_revised_model_without_their_revision(tmp_path):
-    """Records from before runs kept their revision: LightRec's may be of any of its revisions."""
+def test_merging_can_take_some_models_of_one_study_only():
     from igrsr.study import merge_studies
 
-    def without_revision(study):
-        return {**study, "records": [{k: v for k, v in r.items() if k != "revision"} for r in study["records"]]}
-
-    first, second = without_revision(seed_study(1, 0.1)), without_revision(seed_study(2, 0.3))
-    with pytest.raises(ValueError, match="lightrec .* revision 'unknown in b' instead of 'unknown in a'"):
-        merge_studies({"a": first, "b": second})
-    merged = merge_studies({"a": first, "b": second}, models=["sasrec", "igrsr"])  # never revised: revision 1
-    assert {row["label"]: row["seeds"] for row in merged["summary"]} == {"sasrec": [1, 2], "igrsr": [1, 2]}
-    # Where the runs are still on disk, their run.json says.
-    for study in (first, second):
-        for each in study["records"]:
-            each["run_dir"] = str(tmp_path / each["run_dir"])
-            save_json({"revision": MODELS[each["model"]].revision}, Path(each["run_dir"]) / "run.json")
-    merged = merge_studies({"a": first, "b": second})
-    assert {row["label"]: row["seeds"] for row in merged["summary"]}["lightrec"] == [1, 2]
+    retrained = seed_study(1, 0.2, {"codebook_start": "kmeans"})  # its LightRec differs
+    with pytest.raises(ValueError, match="config.codebook_start"):  # a's LightRec is in too
+        merge_studies({"a": seed_study(1, 0.1), "b": retrained}, only={"b": ["lightrec"]})
+    merged = merge_studies({"a": seed_study(1, 0.1), "b": retrained}, only={"a": ["sasrec", "igrsr"], "b": ["lightrec"]})
+    assert {row["label"]: row["test_mean"]["NDCG@10"] for row in merged["summary"]} == pytest.approx(
+        {"sasrec": 0.1, "igrsr": 0.1, "lightrec": 0.2}
+    )
 
 
 def test_report_of_one_seed_per_study_equals_the_study_of_both_seeds(data_file, tmp_path, capsys):
@@ -421,5 +426,5 @@ def test_report_of_one_seed_per_study_equals_the_study_of_both_seeds(data_file, 
     report = (tmp_path / "merged" / "report.md").read_text()
     assert "Merged (`igrsr report`) from" in report and "## Noise robustness" in report
     assert (tmp_path / "merged" / "noise.png").stat().st_size > 0
-    with pytest.raises(SystemExit, match="neither a study directory nor a study.json"):
-        main(["report", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")])
+    assert main(["report", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")]) == 2
+    assert "neither a study directory nor a study.json" in capsys.readouterr().err

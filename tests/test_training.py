@@ -12,7 +12,7 @@ from igrsr import IGRSR, SASRec
 from igrsr.cli import main
 from igrsr.data import leave_one_out, make_synthetic
 from igrsr.eval import evaluate
-from igrsr.train import TrainConfig, Trainer, load_data, train_model
+from igrsr.train import TrainConfig, Trainer, load_data, make_spec, train_model
 from igrsr.train.checkpoint import save_json
 from igrsr.train.runs import load_trained
 
@@ -105,17 +105,23 @@ def test_command_line_trains_reuses_stage_one_and_writes_results(tmp_path, capsy
     igrsr_result = json.loads(results[0].read_text())
     assert igrsr_result["backbone_run"] == str(results[1].parent)
     assert set(igrsr_result["test"]) >= {"HR@10", "NDCG@10", "MRR@10", "HR@20"}
-    assert igrsr_result["options"]["num_intents"] == 2
+    assert igrsr_result["config"]["num_intents"] == 2 and igrsr_result["schema"] == 2
 
 
-def test_command_line_rejects_unknown_models(tmp_path):
-    with pytest.raises(SystemExit, match="unknown model"):
-        main(["train", "--model", "gru4rec", "--data", str(write_sequences(tmp_path / "d.txt"))])
-    with pytest.raises(SystemExit, match="--models: no model given"):
-        main(["study", "--models", " , ", "--out", str(tmp_path / "study")])
+def fails(capsys, *args) -> str:
+    """The one-line error of a command that must fail with exit status 2."""
+    assert main(list(args)) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "Traceback" not in error, error
+    return error
 
 
-def test_backbone_run_option_picks_the_stage_one_and_checks_its_data(tmp_path):
+def test_command_line_rejects_unknown_models(tmp_path, capsys):
+    assert "unknown model" in fails(capsys, "train", "--model", "gru4rec", "--data", str(write_sequences(tmp_path / "d.txt")))
+    assert "--models: no model given" in fails(capsys, "study", "--models", " , ", "--out", str(tmp_path / "study"))
+
+
+def test_backbone_run_option_picks_the_stage_one_and_checks_its_data(tmp_path, capsys):
     data = write_sequences(tmp_path / "tiny.txt")
     out = tmp_path / "runs"
     common = ["--out", str(out), "--epochs", "1", "--no-progress", "--d-model", "16", "--num-layers", "1",
@@ -129,8 +135,8 @@ def test_backbone_run_option_picks_the_stage_one_and_checks_its_data(tmp_path):
     result = json.loads(next((out / "tiny").glob("igrsr-*/results.json")).read_text())
     assert result["backbone_run"] == str(stage_one)
     other = write_sequences(tmp_path / "other.txt", seed=1)
-    with pytest.raises(ValueError, match="other data"):
-        main(["train", "--data", str(other), "--model", "igrsr", *common, "--backbone-run", str(stage_one)])
+    assert "other data" in fails(capsys, "train", "--data", str(other), "--model", "igrsr", *common,
+                                 "--backbone-run", str(stage_one))  # fmt: skip
 
 
 def test_same_seed_same_run_different_seed_different_run(tmp_path):
@@ -140,8 +146,8 @@ def test_same_seed_same_run_different_seed_different_run(tmp_path):
 
     def run(seed, caller_state):
         torch.manual_seed(caller_state)  # whatever the caller's RNG state, the seed decides
-        cfg = config(epochs=2, seed=seed)
-        return train_model("sasrec", data, split, options, cfg, tmp_path / str(caller_state), fresh=True)["history"]
+        spec = make_spec("sasrec", options, config(epochs=2, seed=seed))
+        return train_model(spec, data, split, tmp_path / str(caller_state), fresh=True)["history"]
 
     first, again, other = run(7, caller_state=1), run(7, caller_state=2), run(8, caller_state=3)
     assert [row["train_loss"] for row in first] == [row["train_loss"] for row in again]
@@ -180,14 +186,10 @@ def test_evaluate_scores_finished_and_interrupted_runs_from_their_best_checkpoin
     low, high = igrsr_row["paired"]["ci95_percent"]
     assert low <= igrsr_row["paired"]["gain_percent"] <= high
     assert sasrec_row["paired"]["gain_percent"] == 0 and sasrec_row["paired"]["ci95_percent"] == [0, 0]
-    with pytest.raises(SystemExit, match="--metric"):
-        main(["evaluate", str(runs["sasrec"]), *versus[:-2], "--metric", "NDCG10"])
-
-    with pytest.raises(SystemExit, match="not a run directory"):
-        main(["evaluate", str(tmp_path), "--data", str(data)])
+    assert "--metric" in fails(capsys, "evaluate", str(runs["sasrec"]), *versus[:-2], "--metric", "NDCG10")
+    assert "not a run directory" in fails(capsys, "evaluate", str(tmp_path), "--data", str(data))
     other = write_sequences(tmp_path / "other.txt", seed=1)
-    with pytest.raises(SystemExit, match="other data"):
-        main(["evaluate", str(runs["sasrec"]), "--data", str(other)])
+    assert "other data" in fails(capsys, "evaluate", str(runs["sasrec"]), "--data", str(other))
 
 
 def _data_and_split(path):
@@ -195,17 +197,19 @@ def _data_and_split(path):
     return data, leave_one_out(data)
 
 
-def test_every_window_is_its_own_run_and_earlier_runs_keep_their_keys(tmp_path):
-    from igrsr.train.runs import run_key
-
+def test_the_run_key_covers_the_whole_resolved_config(tmp_path):
     data = make_synthetic(num_users=60, num_items=40, seq_len=(6, 30), seed=1)
     options = dict(max_len=5, d_model=16, num_layers=1, num_heads=2, dropout=0.1)
-    default_key = run_key("sasrec", options, config(), data)
-    assert "every_window" not in default_key["train"]  # as runs recorded before the setting existed
-    assert run_key("sasrec", options, config(every_window=True), data)["train"]["every_window"] is True
+    spec = make_spec("sasrec", options, config(epochs=1))
+    key = spec.key(data)
+    assert key["config"] == {**SASRec.Config().to_dict(), **options} and key["schema"] == 2
+    assert "device" not in key["train"] and key["train"]["epochs"] == 1  # runtime settings stay out
+    # Giving a model its own default explicitly is the same run; any other value is another one.
+    assert make_spec("sasrec", {**options, "loss": "ce"}, config(epochs=1)).run_dir(tmp_path, data) == spec.run_dir(tmp_path, data)
+    assert make_spec("sasrec", options, config(epochs=1, device="cpu", progress=True)).key(data) == key
+    every = make_spec("sasrec", options, config(epochs=1, every_window=True))
     split = leave_one_out(data)
-    last = train_model("sasrec", data, split, options, config(epochs=1), tmp_path)
-    every = train_model("sasrec", data, split, options, config(epochs=1, every_window=True), tmp_path)
+    last, every = train_model(spec, data, split, tmp_path), train_model(every, data, split, tmp_path)
     assert last["run_dir"] != every["run_dir"] and every["train"]["every_window"]
     assert last["history"][0]["train_loss"] != every["history"][0]["train_loss"]
 
@@ -214,18 +218,16 @@ def test_a_revised_model_gets_new_runs_and_refuses_to_load_older_ones(monkeypatc
     from dataclasses import replace
 
     from igrsr.models.registry import MODELS
-    from igrsr.train.runs import run_key
 
     data = make_synthetic(num_users=20, num_items=40, seq_len=(6, 12), seed=1)
     split = leave_one_out(data)
     options = dict(max_len=5, d_model=16, num_layers=1, num_heads=2)
-    first = run_key("sasrec", options, config(), data)
-    assert "revision" not in first  # as runs recorded before revisions existed
-    old = train_model("sasrec", data, split, options, config(epochs=1), tmp_path)
-    assert old["revision"] == 1
+    first = make_spec("sasrec", options, config(epochs=1))
+    old = train_model(first, data, split, tmp_path)
+    assert old["revision"] == 1 and first.key(data)["revision"] == 1
     monkeypatch.setitem(MODELS, "sasrec", replace(MODELS["sasrec"], revision=2))
-    revised = run_key("sasrec", options, config(), data)
-    assert revised["revision"] == 2 and revised != first
+    revised = make_spec("sasrec", options, config(epochs=1))
+    assert revised.key(data)["revision"] == 2 and revised.run_dir(tmp_path, data) != Path(old["run_dir"])
     with pytest.raises(ValueError, match="revision 1 of 'sasrec'"):
         load_trained(old["run_dir"], data, split, "cpu")
 
@@ -236,28 +238,9 @@ def test_a_finished_run_whose_best_checkpoint_was_replaced_is_refused(tmp_path):
     data = make_synthetic(num_users=20, num_items=40, seq_len=(6, 12), seed=1)
     split = leave_one_out(data)
     options = dict(max_len=5, d_model=16, num_layers=1, num_heads=2)
-    finished = train_model("sasrec", data, split, options, config(epochs=2, patience=2), tmp_path)
+    finished = train_model(make_spec("sasrec", options, config(epochs=2, patience=2)), data, split, tmp_path)
     best = Path(finished["run_dir"]) / "best.pt"
     checkpoint = load_torch(best)
     save_torch({**checkpoint, "epoch": finished["best_epoch"] + 1}, best)  # as if copied from another run
     with pytest.raises(ValueError, match="replaced after the run finished"):
         load_trained(finished["run_dir"], data, split, "cpu")
-
-
-@pytest.mark.parametrize("model_name", ["pop", "rearec-erl", "igrsr"])
-def test_every_window_leaves_prefix_models_keys_alone(model_name):
-    from igrsr.train.runs import run_key
-
-    data = make_synthetic(num_users=20, num_items=40, seq_len=(6, 12), seed=1)
-    options = dict(max_len=5, d_model=16, num_layers=1, num_heads=2)
-    assert run_key(model_name, options, config(every_window=True), data) == run_key(model_name, options, config(), data)
-
-
-def test_model_options_are_every_model_option_and_no_training_option():
-    from igrsr.cli import build_parser, model_options
-
-    args = build_parser().parse_args(["train", "--codebook-temperature", "0.9", "--d-model", "32", "--lr", "1e-2"])
-    options = model_options(args)
-    assert options["codebook_temperature"] == 0.9 and options["d_model"] == 32
-    assert {"num_intents", "fusion", "sse_user_prob", "reasoning_steps", "num_codebooks"} <= set(options)
-    assert not {"lr", "epochs", "seed", "threads", "data"} & set(options)

@@ -9,6 +9,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.examples import pad_left, trim_left_padding
+from ..data.split import Split
 from .metrics import metrics_from_ranks, ranks_from_scores
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -82,6 +83,48 @@ def target_ranks(
             exclude = _history_mask(batch_histories, num_items, scores.device) if exclude_history else None
             ranks[torch.from_numpy(batch)] = ranks_from_scores(scores, torch.from_numpy(targets[batch]), exclude).cpu()
     return ranks
+
+
+SPLIT_PARTS = ("valid", "test")
+
+
+def model_ranks(
+    model: torch.nn.Module,
+    split: Split,
+    part: str,
+    *,
+    device: str = "cpu",
+    batch_size: Optional[int] = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """0-based full-ranking rank of every user's ``part`` target ("valid" or "test") under
+    ``model``, in user order: the one way the trainer, ``igrsr evaluate`` and the study rank.
+
+    ``model`` is a sequential recommender (``model.score(history, users)`` over the catalog,
+    ``model.max_len``); it is put in eval mode for the ranking and back in its mode after.
+    """
+    if part not in SPLIT_PARTS:
+        raise ValueError(f"part must be one of {SPLIT_PARTS}, got {part!r}")
+    device = torch.device(device)
+
+    def score(history: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
+        return model.score(history.to(device), users.to(device))
+
+    was_training = model.training
+    model.eval()
+    try:
+        return target_ranks(
+            score,
+            getattr(split, f"{part}_history"),
+            getattr(split, f"{part}_target"),
+            split.num_items,
+            model.max_len,
+            batch_size=batch_size,
+            users=np.arange(len(split.train)),
+            progress=progress,
+        )
+    finally:
+        model.train(was_training)
 
 
 def _check_scores(scores: torch.Tensor, batch_size: int, num_items: int) -> None:

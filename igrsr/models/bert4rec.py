@@ -15,44 +15,44 @@ Recipe followed:
   model sees ``max_len`` history items plus the mask slot: it has ``max_len + 1`` positions.
 """
 
+from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import SequentialRecommender
+from ..config import option
+from .base import SequentialRecommender, TransformerConfig, resolve_config
 from .sasrec import SASRecEncoder
 
 
-class BERT4Rec(SequentialRecommender):
-    """Bidirectional transformer with cloze training; ``mask_ratio`` is the cloze probability.
+@dataclass(frozen=True)
+class BERT4RecConfig(TransformerConfig):
+    """BERT4Rec's options.  Defaults: the paper's architecture (Sun et al. 2019, §4.3: 2 layers,
+    2 heads, hidden 64, dropout 0.1; ``max_len`` 50 for Beauty).  The mask proportion is tuned
+    per dataset in the paper (0.6 on Beauty, 0.2 on MovieLens); 0.2 is the common
+    reimplementations' default (RecBole) — tune it on validation."""
 
-    Defaults follow the paper's architecture (2 layers, 2 heads, hidden 64, dropout 0.1).
-    The mask proportion is tuned per dataset in the paper (0.6 on Beauty, 0.2 on MovieLens);
-    0.2 is the common reimplementation default (RecBole), tune it on validation.
-    """
+    dropout: float = option(0.1, "dropout probability", ge=0, lt=1)
+    mask_ratio: float = option(0.2, "BERT4Rec: cloze masking probability", gt=0, lt=1)
+
+
+class BERT4Rec(SequentialRecommender):
+    """Bidirectional transformer with cloze training; options: :class:`BERT4RecConfig`."""
 
     example_kind = "sequence"
+    Config = BERT4RecConfig
 
-    def __init__(
-        self,
-        num_items: int,
-        max_len: int = 50,
-        d_model: int = 64,
-        num_layers: int = 2,
-        num_heads: int = 2,
-        dropout: float = 0.1,
-        mask_ratio: float = 0.2,
-        backend: str = "auto",
-    ):
-        super().__init__(num_items, max_len)
-        if not 0.0 < mask_ratio < 1.0:
-            raise ValueError(f"mask_ratio must be in (0, 1), got {mask_ratio}")
-        self.mask_ratio = mask_ratio
+    def __init__(self, num_items: int, config: Optional[BERT4RecConfig] = None, **options):
+        config = resolve_config(BERT4RecConfig, config, options)
+        super().__init__(num_items, config.max_len)
+        self.config = config
+        self.mask_ratio = config.mask_ratio
         self.mask_token = num_items + 1
         # One extra item id ([mask]) and one extra position (the mask slot after a full history).
-        self.encoder = SASRecEncoder(num_items + 1, max_len + 1, d_model, num_layers, num_heads, dropout, backend)
+        self.encoder = SASRecEncoder.from_config(num_items + 1, config, max_len=config.max_len + 1)
+        d_model = config.d_model
         self.head = nn.Sequential(nn.Linear(d_model, d_model), nn.GELU(), nn.LayerNorm(d_model))
         self.output_bias = nn.Parameter(torch.zeros(num_items + 1))
 

@@ -17,15 +17,54 @@ self-attention) and ``cl_weight=0`` (w/o ICR).
 """
 
 import copy
-from typing import Dict, Optional, Tuple
+import typing
+from dataclasses import dataclass
+from typing import Dict, Literal, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..nn import CausalTransformerLayer, DeliberativeReasonerLayer, InfoNCELoss, use_backend
-from .base import SequentialRecommender
-from .sasrec import SASRec, SASRecEncoder
+from ..config import Config, option
+from ..nn import MAX_INTENTS, CausalTransformerLayer, DeliberativeReasonerLayer, InfoNCELoss, use_backend
+from .base import SequentialRecommender, check_backend_option, check_heads, resolve_config
+from .sasrec import SASRec, SASRecConfig, SASRecEncoder
+
+
+Fusion = Literal["cross_attention", "concat"]
+
+
+@dataclass(frozen=True)
+class IGRSRConfig(Config):
+    """IGR-SR's options over its SASRec (whose width and history length it inherits).
+
+    The paper publishes no hyperparameters; these defaults are the design's choices (k = m = 4
+    tokens, a reasoner as deep and wide as its SASRec, λ = 0.1, τ = 0.1, p_mask = 0.5) and the
+    paper's ablations are options (``intent_source="free"``, ``fusion="concat"``, ``cl_weight=0``).
+    """
+
+    num_prefix: int = option(4, "IGR-SR: prefix tokens k", ge=0)
+    num_intents: int = option(4, "IGR-SR: intent tokens m", ge=1, le=MAX_INTENTS)
+    num_layers: int = option(2, "reasoner layers (IGR-SR)", ge=1)
+    num_heads: int = option(2, "attention heads of the reasoner (IGR-SR)", ge=1)
+    dropout: float = option(0.5, "dropout probability", ge=0, lt=1)
+    mask_prob: float = option(0.5, "IGR-SR: probability of dropping each intent in an ICR view", ge=0, lt=1)
+    temperature: float = option(0.1, "IGR-SR: InfoNCE temperature tau", gt=0)
+    cl_weight: float = option(0.1, "IGR-SR: InfoNCE weight lambda (0 turns ICR off)", ge=0)
+    backend: str = option("auto", "kernel backend of every attention and InfoNCE layer")
+    intent_source: Literal["distiller", "free"] = option(
+        "distiller", "IGR-SR: intents from the LID, or free vectors (ablation w/o LID)"
+    )
+    fusion: Fusion = option(
+        "cross_attention", "IGR-SR: intent fusion, or concatenation (ablation w/o cross-attention)"
+    )
+
+    def check(self) -> None:
+        check_backend_option(self.backend)
+
+    def check_backbone(self, backbone: SASRecConfig) -> None:
+        """Checks against the SASRec it runs over, before that SASRec is trained."""
+        check_heads(backbone.d_model, self.num_heads)
 
 
 class LatentIntentDistiller(nn.Module):
@@ -98,8 +137,7 @@ class IntentProjection(nn.Module):
         return self.net(intents)
 
 
-FUSIONS = ("cross_attention", "concat")
-INTENT_SOURCES = ("distiller", "free")
+FUSIONS = typing.get_args(Fusion)
 
 
 class DeliberativeReasoner(nn.Module):
@@ -176,58 +214,36 @@ def sample_intent_masks(batch: int, num_intents: int, mask_prob: float, device) 
 class IGRSR(SequentialRecommender):
     """IGR-SR over a trained stage-1 :class:`SASRec` ``backbone`` (copied, then frozen).
 
-    Args:
-        backbone: the trained SASRec; its encoder becomes the frozen distiller, and its item
-            table, positions and blocks warm-start the reasoner.
-        num_prefix: ``k`` learnable prefix tokens.
-        num_intents: ``m`` learnable ``<intent>`` tokens (1..16).
-        num_layers, num_heads, dropout: the reasoner's.
-        mask_prob: probability of dropping each intent in an ICR view.
-        temperature: InfoNCE temperature ``τ``.
-        cl_weight: ``λ``, weight of the InfoNCE term (0 turns ICR off).
-        backend: kernel backend of every attention and InfoNCE layer, the distiller's too
-            (``"auto"``, ``"reference"``, or one op's backend: see :func:`igrsr.ops.backend_for`).
-        intent_source: ``"distiller"`` (the LID) or ``"free"`` (ablation w/o LID).
-        fusion: ``"cross_attention"`` (the IDR) or ``"concat"`` (ablation w/o cross-attention).
+    ``backbone``: the trained SASRec; its encoder becomes the frozen distiller, and its item
+    table, positions and blocks warm-start the reasoner.  Options: :class:`IGRSRConfig`
+    (``IGRSR(backbone, config)`` or ``IGRSR(backbone, num_intents=3, ...)``); ``backend`` names
+    the kernels of every attention and InfoNCE layer, the distiller's too (see
+    :func:`igrsr.ops.backend_for`).
     """
 
     example_kind = "prefix"
+    Config = IGRSRConfig
 
-    def __init__(
-        self,
-        backbone: SASRec,
-        num_prefix: int = 4,
-        num_intents: int = 4,
-        num_layers: int = 2,
-        num_heads: int = 2,
-        dropout: float = 0.5,
-        mask_prob: float = 0.5,
-        temperature: float = 0.1,
-        cl_weight: float = 0.1,
-        backend: str = "auto",
-        intent_source: str = "distiller",
-        fusion: str = "cross_attention",
-    ):
+    def __init__(self, backbone: SASRec, config: Optional[IGRSRConfig] = None, **options):
+        config = resolve_config(IGRSRConfig, config, options)
+        config.check_backbone(backbone.config)
         super().__init__(backbone.num_items, backbone.max_len)
-        if not 0.0 <= mask_prob < 1.0:
-            raise ValueError(f"mask_prob must be in [0, 1), got {mask_prob}")
-        if cl_weight < 0:
-            raise ValueError(f"cl_weight must be >= 0, got {cl_weight}")
-        if intent_source not in INTENT_SOURCES:
-            raise ValueError(f"intent_source must be one of {INTENT_SOURCES}, got {intent_source!r}")
-        self.num_intents = num_intents
-        self.mask_prob = mask_prob
-        self.cl_weight = cl_weight
+        self.config = config
+        self.num_intents = config.num_intents
+        self.mask_prob = config.mask_prob
+        self.cl_weight = config.cl_weight
         d_model = backbone.item_embeddings.shape[1]
         # `distiller` is where the raw intents T_I come from: the LID, or free vectors (ablation).
-        if intent_source == "distiller":
-            encoder = use_backend(copy.deepcopy(backbone.encoder), backend)
-            self.distiller = LatentIntentDistiller(encoder, num_prefix, num_intents)
+        if config.intent_source == "distiller":
+            encoder = use_backend(copy.deepcopy(backbone.encoder), config.backend)
+            self.distiller = LatentIntentDistiller(encoder, config.num_prefix, config.num_intents)
         else:
-            self.distiller = FreeIntents(num_intents, d_model)
+            self.distiller = FreeIntents(config.num_intents, d_model)
         self.projection = IntentProjection(self.distiller.d_intent, d_model)
-        self.reasoner = DeliberativeReasoner(backbone, num_layers, num_heads, dropout, backend, fusion)
-        self.consistency = InfoNCELoss(temperature, backend=backend)
+        self.reasoner = DeliberativeReasoner(
+            backbone, config.num_layers, config.num_heads, config.dropout, config.backend, config.fusion
+        )
+        self.consistency = InfoNCELoss(config.temperature, backend=config.backend)
 
     def intents(self, history: torch.Tensor) -> torch.Tensor:
         """Projected intents ``T_D`` (B, m, d), distilled from the visible history only."""

@@ -34,19 +34,36 @@ the start is residual k-means quantization (reports/lightrec-stage2-2026-11-27).
 """
 
 import copy
+import typing
 from contextlib import contextmanager
-from typing import Any, Dict, Iterator, Optional, Tuple
+from dataclasses import dataclass
+from typing import Any, Dict, Iterator, Literal, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import SequentialRecommender
+from ..config import Config, option
+from .base import SequentialRecommender, resolve_config
 from .sasrec import SASRec
 
+CodebookChoice = Literal["bilinear", "euclidean"]
+CodebookStart = Literal["random", "kmeans"]
+CODEBOOK_CHOICES = typing.get_args(CodebookChoice)
+CODEBOOK_STARTS = typing.get_args(CodebookStart)
 
-CODEBOOK_CHOICES = ("bilinear", "euclidean")
-CODEBOOK_STARTS = ("random", "kmeans")
+
+@dataclass(frozen=True)
+class LightRecConfig(Config):
+    """LightRec's options over its SASRec.  4 codebooks of 256 at temperature 1 are this
+    package's defaults (the authors' run script: d / 8 codebooks of 256, temperature 0.9); the
+    bilinear choice and the random start are their run's."""
+
+    num_codebooks: int = option(4, "LightRec: codebooks B", ge=1)
+    codebook_size: int = option(256, "LightRec: codewords per codebook W", ge=2)
+    codebook_temperature: float = option(1.0, "LightRec: softmax temperature of the codes", gt=0)
+    codebook_choice: CodebookChoice = option("bilinear", "LightRec: how a codeword is scored")
+    codebook_start: CodebookStart = option("random", "LightRec: codebooks start random or at residual k-means")
 
 
 def kmeans(points: torch.Tensor, num_centres: int, iterations: int = 20) -> torch.Tensor:
@@ -191,36 +208,27 @@ class LightRec(SASRec):
     ones and keep training).  The composed table replaces the item table for the input and the
     tied output layer, so a deployed model needs no ``(N, d)`` table.
 
-    Args:
-        backbone: the trained SASRec.
-        num_codebooks: ``B`` (default 4).
-        codebook_size: ``W`` (default 256: with 4 codebooks, 32 bits per item).
-        codebook_temperature: the softmax temperature of the relaxation (default 1).
-        codebook_choice: how a codeword is scored against a residual: ``"bilinear"`` (default,
-            the authors' run) or ``"euclidean"`` (negative squared distance).
-        codebook_start: ``"random"`` (default, the authors' run) or ``"kmeans"`` (residual
-            k-means of the keys).
+    ``backbone``: the trained SASRec.  Options: :class:`LightRecConfig` (with 4 codebooks of
+    256, 32 bits per item; ``codebook_choice="euclidean"`` scores a codeword by its negative
+    squared distance to the residual, ``codebook_start="kmeans"`` starts at residual k-means).
     """
 
-    def __init__(
-        self,
-        backbone: SASRec,
-        num_codebooks: int = 4,
-        codebook_size: int = 256,
-        codebook_temperature: float = 1.0,
-        codebook_choice: str = "bilinear",
-        codebook_start: str = "random",
-    ):
+    Config = LightRecConfig
+
+    def __init__(self, backbone: SASRec, config: Optional[LightRecConfig] = None, **options):
+        config = resolve_config(LightRecConfig, config, options)
         # The backbone's encoder is the starting point, so SASRec's own construction (a fresh
         # encoder) is skipped.
         SequentialRecommender.__init__(self, backbone.num_items, backbone.max_len)
+        self.config = config
         self.loss_kind = backbone.loss_kind
         self.encoder = copy.deepcopy(backbone.encoder).requires_grad_(True)
         keys = backbone.item_embeddings[1:]  # copied and detached by the table
         # SASRec reads its item table only through `encoder.embedding.items` (lookups and
         # `.weight`), so swapping in the composed table is the whole change.
         self.encoder.embedding.items = CodebookItemEmbedding(
-            keys, num_codebooks, codebook_size, codebook_temperature, codebook_choice, codebook_start
+            keys, config.num_codebooks, config.codebook_size, config.codebook_temperature,
+            config.codebook_choice, config.codebook_start,
         )
 
     def training_loss(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, float]]:

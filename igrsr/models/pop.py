@@ -1,10 +1,19 @@
 """Popularity: every user gets the items most often seen as a next item in training."""
 
+from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
 import torch
 
-from .base import SequentialRecommender
+from ..config import Config, option
+from .base import SequentialRecommender, resolve_config
+
+
+@dataclass(frozen=True)
+class PopularityConfig(Config):
+    """Popularity has no hyperparameters; ``max_len`` only shapes the examples it counts."""
+
+    max_len: int = option(50, "history length of the examples (the counts do not depend on it)", ge=1)
 
 
 class Popularity(SequentialRecommender):
@@ -18,9 +27,12 @@ class Popularity(SequentialRecommender):
     """
 
     example_kind = "prefix"
+    Config = PopularityConfig
 
-    def __init__(self, num_items: int, max_len: int = 50):
-        super().__init__(num_items, max_len)
+    def __init__(self, num_items: int, config: Optional[PopularityConfig] = None, **options):
+        config = resolve_config(PopularityConfig, config, options)
+        super().__init__(num_items, config.max_len)
+        self.config = config
         self.register_buffer("counts", torch.zeros(num_items + 1))
 
     def training_loss(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, float]]:

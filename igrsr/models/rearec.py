@@ -22,46 +22,63 @@ Two learning methods, two registered models:
 * ``rearec-prl`` (:class:`ReaRecPRL`): Progressive Reasoning Learning.
 """
 
+from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import option
 from ..nn import Dropout, InfoNCELoss
-from .base import SequentialRecommender
+from .base import SequentialRecommender, TransformerConfig, resolve_config
 from .sasrec import SASRecEncoder
+
+
+@dataclass(frozen=True)
+class ReaRecConfig(TransformerConfig):
+    """Options of both ReaRec models.  ``reasoning_temperature`` 0.07 is the official code's;
+    ``reasoning_steps`` K = 2 the paper's default; the encoder follows this package's SASRec."""
+
+    reasoning_steps: int = option(2, "ReaRec: reasoning steps K", ge=1)
+    reasoning_temperature: float = option(0.07, "ReaRec: logit temperature", gt=0)
+
+
+@dataclass(frozen=True)
+class ReaRecERLConfig(ReaRecConfig):
+    """ReaRec-ERL's options: the KL diversity weight 0.05 is the official code's default."""
+
+    kl_weight: float = option(0.05, "ReaRec-ERL: weight of the KL diversity term", ge=0)
+
+
+@dataclass(frozen=True)
+class ReaRecPRLConfig(ReaRecConfig):
+    """ReaRec-PRL's options: annealing base 5, noise 0.01 and contrastive weight 1 are the
+    official code's defaults."""
+
+    anneal_base: float = option(5.0, "ReaRec-PRL: temperature annealing base", ge=1)
+    reasoning_noise: float = option(0.01, "ReaRec-PRL: noise scale of the contrastive view", ge=0)
+    reasoning_cl_weight: float = option(1.0, "ReaRec-PRL: contrastive loss weight", ge=0)
 
 
 class ReaRec(SequentialRecommender):
     """The reasoning encoder shared by ERL and PRL; subclasses add the loss and the readout."""
 
     example_kind = "prefix"
+    Config = ReaRecConfig
 
-    def __init__(
-        self,
-        num_items: int,
-        max_len: int = 50,
-        d_model: int = 64,
-        num_layers: int = 2,
-        num_heads: int = 2,
-        dropout: float = 0.5,
-        reasoning_steps: int = 2,
-        reasoning_temperature: float = 0.07,
-        backend: str = "auto",
-    ):
-        super().__init__(num_items, max_len)
-        if reasoning_steps < 1:
-            raise ValueError(f"reasoning_steps must be >= 1, got {reasoning_steps}")
-        if not reasoning_temperature > 0:
-            raise ValueError(f"reasoning_temperature must be > 0, got {reasoning_temperature}")
-        self.reasoning_steps = reasoning_steps
-        self.temperature = reasoning_temperature
-        self.backend = backend
-        self.encoder = SASRecEncoder(num_items, max_len, d_model, num_layers, num_heads, dropout, backend)
-        self.reasoning_positions = nn.Embedding(reasoning_steps, d_model)
+    def __init__(self, num_items: int, config: Optional[ReaRecConfig] = None, **options):
+        config = resolve_config(type(self).Config, config, options)
+        super().__init__(num_items, config.max_len)
+        self.config = config
+        self.reasoning_steps = config.reasoning_steps
+        self.temperature = config.reasoning_temperature
+        self.backend = config.backend
+        d_model = config.d_model
+        self.encoder = SASRecEncoder.from_config(num_items, config)
+        self.reasoning_positions = nn.Embedding(config.reasoning_steps, d_model)
         self.reasoning_norm = nn.LayerNorm(d_model)
-        self.reasoning_dropout = Dropout(dropout)
+        self.reasoning_dropout = Dropout(config.dropout)
         # The official initialization.  It matters here: logits are divided by τ = 0.07, and
         # item vectors of SASRec's initial scale would start the softmax saturated (initial
         # cross-entropy ~14 instead of ln N), which slows training severalfold.
@@ -124,7 +141,7 @@ def normal_init(module: nn.Module, std: float = 0.02) -> None:
 class ReaRecERL(ReaRec):
     """Ensemble Reasoning Learning: every state is a view of the user; they are averaged.
 
-    Takes :class:`ReaRec`'s options plus ``kl_weight``.
+    Options: :class:`ReaRecERLConfig`.
 
     Loss (paper): the cross-entropy of every state ``h_0..h_K`` (summed over states) minus
     ``kl_weight`` times the mean pairwise KL divergence between the states' predicted
@@ -134,11 +151,11 @@ class ReaRecERL(ReaRec):
     Prediction: the mean of the states (mean pooling).
     """
 
-    def __init__(self, num_items: int, *, kl_weight: float = 0.05, **reasoning_options):
-        super().__init__(num_items, **reasoning_options)
-        if kl_weight < 0:
-            raise ValueError(f"kl_weight must be >= 0, got {kl_weight}")
-        self.kl_weight = kl_weight
+    Config = ReaRecERLConfig
+
+    def __init__(self, num_items: int, config: Optional[ReaRecERLConfig] = None, **options):
+        super().__init__(num_items, config, **options)
+        self.kl_weight = self.config.kl_weight
 
     def training_loss(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, float]]:
         states = self.reasoning_states(batch["history"])[0]
@@ -170,8 +187,7 @@ def mean_pairwise_kl(log_probs: torch.Tensor) -> torch.Tensor:
 class ReaRecPRL(ReaRec):
     """Progressive Reasoning Learning: the last state predicts, earlier ones sharpen toward it.
 
-    Takes :class:`ReaRec`'s options plus ``anneal_base``, ``reasoning_noise`` and
-    ``reasoning_cl_weight`` (official defaults 5, 0.01 and 1).
+    Options: :class:`ReaRecPRLConfig`.
 
     Loss (paper and official code):
 
@@ -187,23 +203,13 @@ class ReaRecPRL(ReaRec):
     Prediction: the last state.
     """
 
-    def __init__(
-        self,
-        num_items: int,
-        *,
-        anneal_base: float = 5.0,
-        reasoning_noise: float = 0.01,
-        reasoning_cl_weight: float = 1.0,
-        **reasoning_options,
-    ):
-        super().__init__(num_items, **reasoning_options)
-        if not anneal_base >= 1.0:
-            raise ValueError(f"anneal_base must be >= 1, got {anneal_base}")
-        if reasoning_noise < 0 or reasoning_cl_weight < 0:
-            raise ValueError("reasoning_noise and reasoning_cl_weight must be >= 0")
-        self.anneal_base = anneal_base
-        self.reasoning_noise = reasoning_noise
-        self.reasoning_cl_weight = reasoning_cl_weight
+    Config = ReaRecPRLConfig
+
+    def __init__(self, num_items: int, config: Optional[ReaRecPRLConfig] = None, **options):
+        super().__init__(num_items, config, **options)
+        self.anneal_base = self.config.anneal_base
+        self.reasoning_noise = self.config.reasoning_noise
+        self.reasoning_cl_weight = self.config.reasoning_cl_weight
         self.contrastive = InfoNCELoss(self.temperature, normalize=False, symmetric=False, backend=self.backend)
 
     def training_loss(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, float]]:

@@ -4,16 +4,27 @@ Also IGR-SR's stage-1 backbone, whose frozen encoder becomes the Latent Intent D
 """
 
 import math
-from typing import Dict, Optional, Tuple
+from dataclasses import dataclass
+from typing import Dict, Literal, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..nn import CausalTransformerLayer, Dropout
-from .base import SequentialRecommender
+from ..config import option
+from .base import SequentialRecommender, TransformerConfig, resolve_config
 
-LOSSES = ("ce", "bce")
+
+@dataclass(frozen=True)
+class SASRecConfig(TransformerConfig):
+    """SASRec's options.  Defaults: Kang & McAuley (ICDM 2018) for sparse data such as Amazon
+    Beauty — ``max_len`` 50, 2 blocks, dropout 0.5; hidden size 64 and 2 heads as in the
+    S3-Rec/ICLRec benchmarks these data files come from (the paper: 50 and 1).  The loss is
+    the full-catalog cross-entropy IGR-SR trains with (the paper: BCE with one sampled
+    negative, ``loss="bce"``)."""
+
+    loss: Literal["ce", "bce"] = option("ce", "SASRec loss: full-catalog cross-entropy or BCE with one negative")
 
 
 class ItemSequenceEmbedding(nn.Module):
@@ -73,6 +84,20 @@ class SASRecEncoder(nn.Module):
         )
         self.final_norm = nn.LayerNorm(d_model)
 
+    @classmethod
+    def from_config(cls, num_items: int, config: TransformerConfig, **changes) -> "SASRecEncoder":
+        """The encoder a model's config describes; ``changes`` replace some of its arguments."""
+        arguments = dict(
+            num_items=num_items,
+            max_len=config.max_len,
+            d_model=config.d_model,
+            num_layers=config.num_layers,
+            num_heads=config.num_heads,
+            dropout=config.dropout,
+            backend=config.backend,
+        )
+        return cls(**{**arguments, **changes})
+
     def transform(self, x: torch.Tensor, padding_mask: torch.Tensor, num_prefix: int = 0) -> torch.Tensor:
         """Run already-embedded tokens (B, L, d) through the layers."""
         for layer in self.layers:
@@ -85,26 +110,21 @@ class SASRecEncoder(nn.Module):
 
 
 class SASRec(SequentialRecommender):
-    """SASRec with a full-catalog cross-entropy (default) or BCE with one sampled negative."""
+    """SASRec with a full-catalog cross-entropy (default) or BCE with one sampled negative.
+
+    ``SASRec(num_items, config)`` or ``SASRec(num_items, dropout=0.2, ...)``: the options are
+    :class:`SASRecConfig`'s fields.
+    """
 
     example_kind = "sequence"
+    Config = SASRecConfig
 
-    def __init__(
-        self,
-        num_items: int,
-        max_len: int = 50,
-        d_model: int = 64,
-        num_layers: int = 2,
-        num_heads: int = 2,
-        dropout: float = 0.5,
-        loss: str = "ce",
-        backend: str = "auto",
-    ):
-        super().__init__(num_items, max_len)
-        if loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
-        self.loss_kind = loss
-        self.encoder = SASRecEncoder(num_items, max_len, d_model, num_layers, num_heads, dropout, backend)
+    def __init__(self, num_items: int, config: Optional[SASRecConfig] = None, **options):
+        config = resolve_config(SASRecConfig, config, options)
+        super().__init__(num_items, config.max_len)
+        self.config = config
+        self.loss_kind = config.loss
+        self.encoder = SASRecEncoder.from_config(num_items, config)
 
     @property
     def item_embeddings(self) -> torch.Tensor:

@@ -17,47 +17,51 @@ Recipe followed (paper and official code):
 """
 
 import math
+from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
 import torch
 from torch import nn
 
-from .base import SequentialRecommender
+from ..config import option
+from .base import SequentialRecommender, TransformerConfig, check_heads, resolve_config
 from .sasrec import SASRecEncoder
 
 
+@dataclass(frozen=True)
+class SSEPTConfig(TransformerConfig):
+    """SSE-PT's options.  The SSE probabilities are the official code's ML-1M recommendation
+    (user threshold 0.08, item threshold 0.9 in its keep-probability convention); the encoder
+    follows this package's SASRec (the paper: 50 + 50 wide, dropout 0.2 on ML-1M)."""
+
+    user_dim: Optional[int] = option(None, "SSE-PT: width of the user embedding (default d_model)", ge=1)
+    sse_user_prob: float = option(0.92, "SSE-PT: probability of swapping the user id", ge=0, le=1)
+    sse_item_prob: float = option(0.1, "SSE-PT: probability of swapping an input item", ge=0, le=1)
+
+    def check(self) -> None:
+        super().check()
+        check_heads(self.d_model + (self.user_dim or self.d_model), self.num_heads)
+
+
 class SSEPT(SequentialRecommender):
-    """SASRec over ``[item ; user]`` embeddings with SSE on user and input item ids."""
+    """SASRec over ``[item ; user]`` embeddings with SSE on user and input item ids; options:
+    :class:`SSEPTConfig`."""
 
     example_kind = "sequence"
+    Config = SSEPTConfig
 
-    def __init__(
-        self,
-        num_items: int,
-        num_users: int,
-        max_len: int = 50,
-        d_model: int = 64,
-        user_dim: Optional[int] = None,
-        num_layers: int = 2,
-        num_heads: int = 2,
-        dropout: float = 0.5,
-        sse_user_prob: float = 0.92,
-        sse_item_prob: float = 0.1,
-        backend: str = "auto",
-    ):
-        super().__init__(num_items, max_len)
+    def __init__(self, num_items: int, num_users: int, config: Optional[SSEPTConfig] = None, **options):
+        config = resolve_config(SSEPTConfig, config, options)
+        super().__init__(num_items, config.max_len)
         if num_users < 1:
             raise ValueError(f"num_users must be >= 1, got {num_users}")
-        for name, value in (("sse_user_prob", sse_user_prob), ("sse_item_prob", sse_item_prob)):
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {value}")
-        user_dim = d_model if user_dim is None else user_dim
+        self.config = config
+        d_model = config.d_model
+        user_dim = d_model if config.user_dim is None else config.user_dim
         self.num_users = num_users
-        self.sse_user_prob = sse_user_prob
-        self.sse_item_prob = sse_item_prob
-        self.encoder = SASRecEncoder(
-            num_items, max_len, d_model + user_dim, num_layers, num_heads, dropout, backend, d_item=d_model
-        )
+        self.sse_user_prob = config.sse_user_prob
+        self.sse_item_prob = config.sse_item_prob
+        self.encoder = SASRecEncoder.from_config(num_items, config, d_model=d_model + user_dim, d_item=d_model)
         self.users = nn.Embedding(num_users, user_dim)
         nn.init.normal_(self.users.weight, std=user_dim**-0.5)
         self.user_scale = math.sqrt(user_dim)

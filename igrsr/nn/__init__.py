@@ -1,14 +1,16 @@
 """Layers: drop-in modules over :mod:`igrsr.ops`."""
 
-from .attention import CausalSelfAttention, IntentCrossAttention
-from .backends import use_backend
+from .attention import MAX_INTENTS, CausalSelfAttention, IntentCrossAttention
+from .backends import check_backend, use_backend
 from .dropout import Dropout
 from .losses import InfoNCELoss
 from .transformer import CausalTransformerLayer, DeliberativeReasonerLayer, FeedForward
 
 __all__ = [
+    "MAX_INTENTS",
     "CausalSelfAttention",
     "CausalTransformerLayer",
+    "check_backend",
     "DeliberativeReasonerLayer",
     "Dropout",
     "FeedForward",

@@ -2,7 +2,14 @@
 
 from torch import nn
 
-from ..ops import backend_for
+from ..ops import DISPATCHERS, backend_for
+
+
+def check_backend(backend: str) -> str:
+    """``backend`` if some op has it (or it is ``"auto"``), else a ValueError listing the names."""
+    for op in DISPATCHERS:
+        backend_for(op, backend)
+    return backend
 
 
 def use_backend(module: nn.Module, backend: str) -> nn.Module:

@@ -1,6 +1,17 @@
-"""Training: the epoch loop, checkpoints and reusable runs."""
+"""Training: the settings, the epoch loop, checkpoints and reusable runs."""
 
-from .runs import load_data, train_model
-from .trainer import TrainConfig, Trainer, evaluate_model
+from .config import SYNTHETIC_TRAINING, Stage2Config, TrainConfig
+from .runs import RunSpec, load_data, make_spec, train_model
+from .trainer import Trainer, evaluate_model
 
-__all__ = ["TrainConfig", "Trainer", "evaluate_model", "load_data", "train_model"]
+__all__ = [
+    "SYNTHETIC_TRAINING",
+    "RunSpec",
+    "Stage2Config",
+    "TrainConfig",
+    "Trainer",
+    "evaluate_model",
+    "load_data",
+    "make_spec",
+    "train_model",
+]

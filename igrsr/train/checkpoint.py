@@ -1,4 +1,8 @@
-"""Files written so that a crash never leaves a half-written one behind."""
+"""Files written so that a crash never leaves a half-written one behind, and versioned JSON.
+
+Every ``run.json``, ``results.json`` and ``study.json`` carries ``"schema": SCHEMA``; a file
+of an older layout is read only after ``igrsr migrate`` (:mod:`igrsr.migrate`) has rewritten it.
+"""
 
 import json
 import os
@@ -8,6 +12,10 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+
+# The layout of run.json, results.json and study.json; raised when it changes (with a step in
+# igrsr.migrate that rewrites older files).  Files without one are schema 1.
+SCHEMA = 2
 
 
 def _default_file_mode() -> int:
@@ -56,3 +64,21 @@ def load_torch(path, map_location="cpu") -> Any:
 def load_json(path) -> Any:
     with open(path, encoding="utf-8") as handle:
         return json.load(handle)
+
+
+def load_versioned(path) -> Any:
+    """A run or study JSON file of the current :data:`SCHEMA`; an older one is refused with the
+    command that upgrades it, a truncated one with its name."""
+    try:
+        content = load_json(path)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON (truncated or corrupt?): {error}") from None
+    schema = content.get("schema", 1) if isinstance(content, dict) else None
+    if schema != SCHEMA:
+        if isinstance(schema, int) and schema < SCHEMA:
+            raise ValueError(
+                f"{path} was written by an older igrsr (schema {schema}, this one reads {SCHEMA}): "
+                f"upgrade it once with `igrsr migrate {Path(path).parent}`"
+            )
+        raise ValueError(f"{path} has schema {schema!r}; this igrsr reads schema {SCHEMA}")
+    return content

@@ -1,37 +1,34 @@
-"""Runs: one trained model per directory, named by what determines its result.
+"""Runs: one trained model per directory, named by a digest of everything that decides its result.
 
-A run directory is ``OUT/<dataset>/<model>-<hash>`` where the hash covers the model's
-options, the training settings and the data's fingerprint.  ``run.json`` says what the run
-trains (written when it starts, so an unfinished run's best checkpoint can be scored too);
-a finished run (its ``results.json`` exists) is reused instead of retrained, which is how
-IGR-SR's stage 1 is shared by every IGR-SR run over the same SASRec settings.
+A :class:`RunSpec` is what a run trains: the model, its resolved config, the training settings
+and, for a stage-2 model, the SASRec run it trains over.  Its directory is
+``OUT/<dataset>/<model>-<digest>``, the digest covering the whole resolved spec (runtime-only
+settings such as the device aside) and the data's fingerprint.  ``run.json`` says what the run
+trains (written when it starts, so an unfinished run's best checkpoint can be scored too); a
+finished run (its ``results.json`` exists) is reused instead of retrained, which is how IGR-SR's
+stage 1 is shared by every IGR-SR run over the same SASRec settings.
 """
 
 import hashlib
-import json
 import platform
 import time
-from dataclasses import asdict
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 import torch
 
+from ..config import Config, digest
 from ..data import InteractionData, Split, load_dataset, make_synthetic
+from ..eval import model_ranks
 from ..models import SequentialRecommender
-from ..models.registry import BACKBONE, MODELS, build_model, options_for
-from .checkpoint import load_json, load_torch, save_json, save_numpy
-from .trainer import TrainConfig, Trainer, set_seed, target_ranks_of
+from ..models.registry import BACKBONE, build_model, model_config, model_entry
+from .checkpoint import SCHEMA, load_torch, load_versioned, save_json, save_numpy
+from .config import Stage2Config, TrainConfig
+from .trainer import Trainer, set_seed
 
 SYNTHETIC = "synthetic"
-# Training settings that change how fast a run goes, not what it computes.
-NOT_IN_RUN_KEY = ("device", "eval_batch_size", "progress")
-# Settings added after runs were recorded: at these values they stay out of the key, so the
-# earlier runs (which trained with them) keep their directories and are reused.
-KEYED_WHEN_CHANGED = {"every_window": False}
-# Settings that only change what a sequence model (one example per window) trains on.
-SEQUENCE_MODELS_ONLY = ("every_window",)
 
 
 def load_data(path: Optional[str]) -> InteractionData:
@@ -42,11 +39,11 @@ def load_data(path: Optional[str]) -> InteractionData:
 
 
 def data_fingerprint(data: InteractionData) -> str:
-    digest = hashlib.sha1()
-    digest.update(np.asarray([len(s) for s in data.sequences], dtype=np.int64).tobytes())
+    hasher = hashlib.sha1()
+    hasher.update(np.asarray([len(s) for s in data.sequences], dtype=np.int64).tobytes())
     for sequence in data.sequences:
-        digest.update(np.asarray(sequence, dtype=np.int64).tobytes())
-    return digest.hexdigest()[:12]
+        hasher.update(np.asarray(sequence, dtype=np.int64).tobytes())
+    return hasher.hexdigest()[:12]
 
 
 def data_summary(data: InteractionData) -> Dict[str, Any]:
@@ -59,31 +56,69 @@ def data_summary(data: InteractionData) -> Dict[str, Any]:
     }
 
 
-def run_key(model_name: str, model_options: Dict, config: TrainConfig, data: InteractionData) -> Dict:
-    return {**run_settings(model_name, model_options, config), "data": data_fingerprint(data)}
+@dataclass(frozen=True)
+class RunSpec:
+    """What one run trains.  A stage-2 model (``needs_backbone``) trains over ``backbone_run``
+    (a finished SASRec run directory) if given, else over the run of ``backbone``, trained
+    first when it is not there."""
+
+    model: str
+    config: Config
+    train: TrainConfig
+    backbone: Optional["RunSpec"] = None
+    backbone_run: Optional[str] = None
+
+    def settings(self, seed: bool = True) -> Dict[str, Any]:
+        """Everything that decides the run's result but the data; ``seed=False`` leaves the seeds
+        out (what the runs of one table cell share)."""
+        train = self.train.keyed()
+        if not seed:
+            del train["seed"]
+        settings = {
+            "model": self.model,
+            "revision": model_entry(self.model).revision,
+            "config": self.config.to_dict(),
+            "train": train,
+        }
+        if self.backbone_run is not None:
+            settings["backbone_run"] = Path(self.backbone_run).name
+        elif self.backbone is not None:
+            settings["backbone"] = self.backbone.settings(seed)
+        return settings
+
+    def key(self, data: InteractionData) -> Dict[str, Any]:
+        return {"schema": SCHEMA, **self.settings(), "data": data_fingerprint(data)}
+
+    def run_dir(self, out: Path, data: InteractionData) -> Path:
+        return Path(out) / data.name / f"{self.model}-{digest(self.key(data))}"
 
 
-def run_settings(model_name: str, model_options: Dict, config: TrainConfig) -> Dict:
-    """What determines a run's result besides its data: the model, its options and revision,
-    the training settings (the seed among them)."""
-    ignored = NOT_IN_RUN_KEY
-    if MODELS[model_name].cls.example_kind != "sequence":
-        ignored += SEQUENCE_MODELS_ONLY  # a prefix model trains on the same examples either way
-    training = {
-        name: value
-        for name, value in asdict(config).items()
-        if name not in ignored and not (name in KEYED_WHEN_CHANGED and value == KEYED_WHEN_CHANGED[name])
-    }
-    key = {"model": model_name, "options": model_options, "train": training}
-    revision = MODELS[model_name].revision
-    if revision != 1:  # revision 1 predates revisions: its runs keep their directories
-        key["revision"] = revision
-    return key
-
-
-def run_dir_for(out: Path, key: Dict, data_name: str) -> Path:
-    digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:10]
-    return Path(out) / data_name / f"{key['model']}-{digest}"
+def make_spec(
+    model: str,
+    options: Mapping[str, Any],
+    train: TrainConfig,
+    stage2: Stage2Config = Stage2Config(),
+    backbone_train: Optional[TrainConfig] = None,
+    backbone_run: Optional[str] = None,
+    model_options: Mapping[str, Mapping[str, Any]] = {},
+) -> RunSpec:
+    """The run of ``model`` with the given model ``options`` (each model takes the ones it has,
+    the rest keep its own defaults; ``model_options[name]`` replace them for one model) and
+    training settings: a stage-2 model with ``stage2``'s changes, over the SASRec of the same
+    options trained with ``backbone_train`` (default ``train``) unless ``backbone_run`` names
+    one; popularity, which only counts, for one epoch."""
+    entry = model_entry(model)
+    config = model_config(model, {**options, **model_options.get(model, {})})
+    own = stage2.apply(train) if entry.stage2_settings else train
+    if not entry.learned:
+        own = replace(own, epochs=1)  # more epochs would only repeat the count
+    backbone = None
+    if entry.needs_backbone and backbone_run is None:
+        backbone = make_spec(BACKBONE, options, backbone_train or train, model_options=model_options)
+        check_over_backbone = getattr(config, "check_backbone", None)
+        if check_over_backbone is not None:
+            check_over_backbone(backbone.config)
+    return RunSpec(model, config, own, backbone, None if backbone_run is None else str(backbone_run))
 
 
 def environment() -> Dict[str, Any]:
@@ -97,58 +132,36 @@ def environment() -> Dict[str, Any]:
 
 
 def train_model(
-    model_name: str,
-    data: InteractionData,
-    split: Split,
-    options: Dict[str, Any],
-    config: TrainConfig,
-    out: Path,
-    resume: bool = False,
-    fresh: bool = False,
-    backbone_run: Optional[Path] = None,
-    backbone_config: Optional[TrainConfig] = None,
+    spec: RunSpec, data: InteractionData, split: Split, out: Path, resume: bool = False, fresh: bool = False
 ) -> Dict[str, Any]:
-    """Train ``model_name`` (and its stage 1 first, if it has one) or reuse a finished run.
-
-    ``options`` holds every model hyperparameter of the command line; each model takes the
-    ones its constructor accepts.  A stage-2 model (IGR-SR) runs over ``backbone_run``, a
-    finished SASRec run directory on the same data; by default the SASRec run with the same
-    options and the training settings ``backbone_config`` (default: ``config``), trained first
-    if there is none.  Returns the run's results (also in ``results.json``).
-    """
-    if model_name not in MODELS:
-        raise ValueError(f"unknown model {model_name!r}; expected one of {sorted(MODELS)}")
-    entry = MODELS[model_name]
-    backbone = None
+    """Train ``spec`` (its stage 1 first, if it has one and that is not there) or reuse its
+    finished run; returns the run's results (also in ``results.json``)."""
+    entry = model_entry(spec.model)
+    backbone, backbone_dir = None, None
     if entry.needs_backbone:
-        if backbone_run is None:
-            stage_one = train_model(BACKBONE, data, split, options, backbone_config or config, out, resume=resume)
-            backbone_run = stage_one["run_dir"]
-        backbone_run = str(backbone_run)
-        backbone = load_trained(Path(backbone_run), data, split, config.device)
-    model_options = options_for(entry.cls, options)
-    key = run_key(model_name, model_options, config, data)
-    if backbone_run is not None:
-        key["backbone"] = Path(backbone_run).name
-    run_dir = run_dir_for(out, key, data.name)
+        backbone_dir = spec.backbone_run or train_model(spec.backbone, data, split, out, resume=resume)["run_dir"]
+        backbone = load_trained(Path(backbone_dir), data, split, spec.train.device)
+    run_dir = spec.run_dir(out, data)
     results_path = run_dir / "results.json"
     if results_path.exists() and not fresh:
-        print(f"{model_name}: reusing the finished run in {run_dir}")
-        return load_json(results_path)
+        print(f"{spec.model}: reusing the finished run in {run_dir}")
+        return load_versioned(results_path)
     description = {
-        "model": model_name,
+        "schema": SCHEMA,
+        "model": spec.model,
         "revision": entry.revision,
-        "options": model_options,
+        "config": spec.config.to_dict(),
+        "settings": spec.settings(),
         "data": data_summary(data),
         "run_dir": str(run_dir),
-        "backbone_run": backbone_run,
-        "train": asdict(config),
+        "backbone_run": None if backbone_dir is None else str(backbone_dir),
+        "train": spec.train.to_dict(),
     }
     save_json(description, run_dir / "run.json")
-    set_seed(config.seed)  # the weights' initialization is part of what the seed fixes
-    model = build_model(model_name, split.num_items, len(split.train), options, backbone=backbone)
+    set_seed(spec.train.seed)  # the weights' initialization is part of what the seed fixes
+    model = build_model(spec.model, split.num_items, len(split.train), spec.config, backbone=backbone)
     started = time.perf_counter()
-    summary = Trainer(model, split, config, run_dir, title=model_name).fit(resume=resume)
+    summary = Trainer(model, split, spec.train, run_dir, title=spec.model).fit(resume=resume)
     result = {
         **description,
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
@@ -168,7 +181,7 @@ def run_description(run_dir: Path) -> Dict[str, Any]:
     """What a run trains: its ``results.json`` when finished, else the ``run.json`` of its start."""
     for name in ("results.json", "run.json"):
         if (Path(run_dir) / name).exists():
-            return load_json(Path(run_dir) / name)
+            return load_versioned(Path(run_dir) / name)
     raise FileNotFoundError(f"{run_dir} is not a run directory (no results.json or run.json)")
 
 
@@ -178,21 +191,23 @@ def load_best(run_dir: Path, data: InteractionData, split: Split, device: str) -
     description = run_description(run_dir)
     if description["data"]["fingerprint"] != data_fingerprint(data):
         raise ValueError(f"the run in {run_dir} was trained on other data than {data.name!r}")
-    entry = MODELS[description["model"]]
-    revision, current = description.get("revision", 1), entry.revision
-    if revision != current:
+    entry = model_entry(description["model"])
+    if description["revision"] != entry.revision:
         raise ValueError(
-            f"the run in {run_dir} trained revision {revision} of {description['model']!r}, which "
-            f"computes other things than this package's revision {current}"
+            f"the run in {run_dir} trained revision {description['revision']} of {description['model']!r}, "
+            f"which computes other things than this package's revision {entry.revision}"
         )
     if not (run_dir / "best.pt").exists():
         raise FileNotFoundError(f"{run_dir} has no best.pt yet: no epoch of it has finished")
     backbone = None
     if entry.needs_backbone:
         backbone = load_trained(Path(description["backbone_run"]), data, split, device)
-    num_users = len(split.train)
-    model = build_model(description["model"], split.num_items, num_users, description["options"], backbone=backbone)
-    checkpoint = load_torch(run_dir / "best.pt", map_location=device)
+    config = entry.config.from_dict(description["config"], source=str(run_dir / "run.json"))
+    model = build_model(description["model"], split.num_items, len(split.train), config, backbone=backbone)
+    try:
+        checkpoint = load_torch(run_dir / "best.pt", map_location=device)
+    except (EOFError, RuntimeError, OSError) as error:
+        raise ValueError(f"{run_dir / 'best.pt'} cannot be read (truncated or corrupt?): {error}") from None
     if "best_epoch" in description and checkpoint["epoch"] != description["best_epoch"]:
         # Each file is written atomically, but copying or merging run directories can mix
         # two runs of the same key: its results would then describe other weights.
@@ -221,6 +236,5 @@ def per_user_test_ranks(run_dir: Path, data: InteractionData, split: Split, devi
     path = Path(run_dir) / "test_ranks.npy"
     if not path.exists():
         model = load_trained(Path(run_dir), data, split, device)
-        ranks = target_ranks_of(model, split, "test", TrainConfig(device=device, progress=False))
-        save_numpy(ranks.numpy(), path)
+        save_numpy(model_ranks(model, split, "test", device=device).numpy(), path)
     return np.load(path)

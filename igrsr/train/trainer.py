@@ -2,9 +2,8 @@
 
 import random
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict
 
 import numpy as np
 import torch
@@ -12,37 +11,13 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..data import LengthBucketSampler, PrefixExamples, SequenceExamples, Split, collate_trimmed
-from ..eval import ranking_metrics, target_ranks
+from ..eval import model_ranks, ranking_metrics
 from ..models import SequentialRecommender
 from .checkpoint import load_torch, save_torch
+from .config import TrainConfig
 from .plots import plot_training_curves
 
 SELECTION_METRIC = "NDCG@10"
-
-
-@dataclass
-class TrainConfig:
-    epochs: int = 200
-    batch_size: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    patience: int = 10
-    grad_clip: float = 5.0
-    seed: int = 42
-    device: str = "cpu"
-    eval_batch_size: Optional[int] = None
-    progress: bool = True
-    # Sequence models (SASRec, BERT4Rec, SSE-PT, LightRec) train on every max_len window of a
-    # long history, not only its last: then they see every training target, as the models
-    # trained on every prefix (IGR-SR, ReaRec) do.
-    every_window: bool = False
-
-    def __post_init__(self):
-        for name in ("epochs", "batch_size", "patience"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
 
 
 def set_seed(seed: int) -> None:
@@ -71,32 +46,8 @@ def evaluate_model(
     model: SequentialRecommender, split: Split, part: str, config: TrainConfig, progress: bool = False
 ) -> Dict[str, float]:
     """Full-ranking metrics of ``model`` on ``part`` ("valid" or "test") of ``split``."""
-    return ranking_metrics(target_ranks_of(model, split, part, config, progress))
-
-
-def target_ranks_of(
-    model: SequentialRecommender, split: Split, part: str, config: TrainConfig, progress: bool = False
-) -> torch.Tensor:
-    """0-based full-ranking rank of each user's ``part`` target under ``model``, in user order."""
-    device = torch.device(config.device)
-
-    def score(history: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
-        return model.score(history.to(device), users.to(device))
-
-    model.eval()
-    try:
-        return target_ranks(
-            score,
-            getattr(split, f"{part}_history"),
-            getattr(split, f"{part}_target"),
-            split.num_items,
-            model.max_len,
-            batch_size=config.eval_batch_size,
-            users=np.arange(len(split.train)),
-            progress=progress,
-        )
-    finally:
-        model.train()
+    ranks = model_ranks(model, split, part, device=config.device, batch_size=config.eval_batch_size, progress=progress)
+    return ranking_metrics(ranks)
 
 
 class Trainer:
@@ -228,7 +179,7 @@ class Trainer:
         test = evaluate_model(self.model, self.split, "test", self.config, progress=self.config.progress)
         best_row = next((row for row in self.history if row["epoch"] == self.best_epoch), None)
         return {
-            "train": asdict(self.config),
+            "train": self.config.to_dict(),
             "valid": best_row["valid"] if best_row else None,
             "test": test,
             "best_epoch": self.best_epoch,
