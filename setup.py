@@ -1,7 +1,5 @@
 """Build and install igrsr.
 
-``kernels/`` is installed as the subpackage ``igrsr.kernels``.
-
 Where torch is importable at build time (``pip install --no-build-isolation``) the compiled
 InfoNCE extension ``igrsr._C`` is built as well: CUDA and CPU kernels where torch has CUDA
 and nvcc is found (for ``TORCH_CUDA_ARCH_LIST``, by default "8.0;9.0"), the CPU kernel
@@ -9,12 +7,22 @@ otherwise.  Without torch, or with ``IGRSR_BUILD_EXTENSION=0``, the package is p
 and ``igrsr.ops`` runs its reference kernels.
 """
 
+import importlib.util
 import os
 import sys
 
 from setuptools import find_packages, setup
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def load_extension_sources():
+    """igrsr/ops/extension_sources.py, loaded by path: importing igrsr itself needs torch."""
+    path = os.path.join(HERE, "igrsr", "ops", "extension_sources.py")
+    spec = importlib.util.spec_from_file_location("igrsr_extension_sources", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.extension_sources
 
 
 def openmp_flags(torch):
@@ -37,18 +45,13 @@ def extension_build():
         from torch.utils import cpp_extension
     except ImportError:
         return [], {}
-    sources = [
-        "csrc/module.cpp",
-        "csrc/info_nce_ops.cpp",
-        "csrc/info_nce_cpu.cpp",
-        "csrc/cpu/info_nce_cpu.cpp",
-    ]
+    extension_sources = load_extension_sources()
     openmp = openmp_flags(torch)
     # -fno-trapping-math lets the compiler turn the float selects of the CPU kernel's inner
     # loops into vector blends; nothing here reads floating-point exception flags.
     compile_args = {"cxx": ["-O3", "-fno-trapping-math", *openmp]}
     options = dict(
-        include_dirs=[os.path.join(HERE, "csrc"), os.path.join(HERE, "kernels", "cuda")],
+        include_dirs=[os.path.join(HERE, "csrc")],
         extra_compile_args=compile_args,
         extra_link_args=openmp,
     )
@@ -57,19 +60,17 @@ def extension_build():
         compile_args["nvcc"] = ["-O3"]
         extension = cpp_extension.CUDAExtension(
             "igrsr._C",
-            sources + ["csrc/info_nce_cuda.cpp", "kernels/cuda/info_nce.cu"],
+            extension_sources(HERE, with_cuda=True),
             define_macros=[("IGRSR_WITH_CUDA", "1")],
             **options,
         )
     else:
+        sources = extension_sources(HERE, with_cuda=False)
         extension = cpp_extension.CppExtension("igrsr._C", sources, **options)
     return [extension], {"build_ext": cpp_extension.BuildExtension}
 
 
 ext_modules, cmdclass = extension_build()
-
-packages = find_packages(include=["igrsr", "igrsr.*"])
-packages += ["igrsr.kernels"] + ["igrsr.kernels." + p for p in find_packages("kernels")]
 
 setup(
     name="igrsr",
@@ -78,9 +79,7 @@ setup(
     long_description=open(os.path.join(HERE, "README.md"), encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
-    packages=packages,
-    package_dir={"igrsr.kernels": "kernels"},
-    package_data={"igrsr.kernels": ["cuda/*.cu", "cuda/*.cuh", "cuda/*.h"]},
+    packages=find_packages(include=["igrsr", "igrsr.*"]),
     install_requires=[
         "torch>=2.3",
         "numpy",

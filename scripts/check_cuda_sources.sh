@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Compile-check every CUDA source in kernels/cuda with nvcc, for sm_80 and sm_90 (compile only:
-# no GPU and no torch needed).  Fails on the first compile error.
+# Compile-check every torch-free CUDA source (csrc/<op>/core_*.cu) with nvcc, for sm_80 and sm_90
+# (compile only: no GPU and no torch needed).  Fails on the first compile error.
 #
 #   NVCC=/path/to/nvcc IGRSR_CUDA_CHECK_ARCHS="80 90" bash scripts/check_cuda_sources.sh
 set -euo pipefail
@@ -12,9 +12,9 @@ objects=$(mktemp -d)
 trap 'rm -rf "$objects"' EXIT
 
 shopt -s nullglob
-sources=(kernels/cuda/*.cu)
+sources=(csrc/*/core_*.cu)
 if [ ${#sources[@]} -eq 0 ]; then
-    echo "no CUDA sources found in kernels/cuda" >&2
+    echo "no CUDA sources found (csrc/*/core_*.cu)" >&2
     exit 1
 fi
 
@@ -22,10 +22,10 @@ fi
 for source in "${sources[@]}"; do
     for arch in $archs; do
         echo "nvcc -c ${source} for sm_${arch}"
-        "$nvcc" -std=c++17 -O3 -c "$source" -I kernels/cuda \
+        "$nvcc" -std=c++17 -O3 -c "$source" -I "$(dirname "$source")" \
             -gencode "arch=compute_${arch},code=sm_${arch}" \
             -Xcompiler -Wall,-Wextra \
-            -o "${objects}/$(basename "$source" .cu).sm_${arch}.o"
+            -o "${objects}/$(basename "$(dirname "$source")")_$(basename "$source" .cu).sm_${arch}.o"
     done
 done
 echo "CUDA sources compile: ${#sources[@]} file(s) × sm_${archs// /, sm_}"

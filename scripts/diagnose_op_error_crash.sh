@@ -12,7 +12,7 @@ import sys
 
 import torch
 
-import igrsr.ops.compiled  # noqa: F401  (registers torch.ops.igrsr.*)
+import igrsr.ops  # noqa: F401  (loads igrsr._C, which registers torch.ops.igrsr.*)
 
 check, device = sys.argv[1], sys.argv[2]
 z = torch.randn(4, 3, device=device)

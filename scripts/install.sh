@@ -16,4 +16,4 @@ if [ "$(uname -s)-$(uname -m)" = "Linux-x86_64" ]; then
     "$PYTHON" -m pip install triton
 fi
 MAX_JOBS=${MAX_JOBS:-2} "$PYTHON" -m pip install --no-build-isolation --no-deps -e .
-"$PYTHON" -c "import igrsr, igrsr.ops.compiled as c; print('igrsr', igrsr.__version__, 'installed; compiled InfoNCE:', c.LOAD_ERROR or 'built')"
+"$PYTHON" -c "import igrsr, igrsr.ops.extension as e; print('igrsr', igrsr.__version__, 'installed; compiled InfoNCE:', e.LOAD_ERROR or 'built')"

@@ -19,8 +19,8 @@ from igrsr.models import IGRSR, SASRec
 from igrsr.nn import CausalSelfAttention, IntentCrossAttention
 from igrsr.ops import BackendUnavailableError, causal_attention, intent_cross_attention
 from igrsr.ops.causal_attention import dispatcher as causal_dispatcher
-from igrsr.ops.cross_attention import dispatcher as cross_dispatcher
-from igrsr.ops.triton.support import TRITON_INSTALLED
+from igrsr.ops.intent_cross_attention import dispatcher as cross_dispatcher
+from igrsr.ops.triton_support import TRITON_INSTALLED
 
 INTERPRETING = os.environ.get("TRITON_INTERPRET") == "1"
 
@@ -166,8 +166,8 @@ def test_causal_attention_matches_reference(case, dtype, device):
 def test_gpu_block_sizes_under_interpreter(monkeypatch):
     """The block sizes chosen for GPUs (ragged tails, prefix past the first block) are
     correct too; under the interpreter they are otherwise never used."""
-    from igrsr.kernels.triton import causal_attention as causal_kernels
-    from igrsr.kernels.triton import intent_cross_attention as cross_kernels
+    from igrsr.ops.causal_attention import triton_kernels as causal_kernels
+    from igrsr.ops.intent_cross_attention import triton_kernels as cross_kernels
 
     monkeypatch.setattr(causal_kernels, "is_interpreting", lambda: False)
     monkeypatch.setattr(cross_kernels, "is_interpreting", lambda: False)

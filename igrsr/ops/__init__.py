@@ -1,23 +1,22 @@
 """Ops: the functional layer under :mod:`igrsr.nn`.
 
-Each op validates its inputs, then the op's dispatcher picks a backend: the PyTorch
-reference (:mod:`igrsr.ops.pytorch`) or a compiled / Triton kernel where one can run.
+Each op lives in one subpackage (``igrsr/ops/<op>/``): it validates its inputs, then the op's
+dispatcher picks a backend: the op's PyTorch reference (``<op>/reference.py``) or a Triton /
+compiled kernel where one can run.  docs/adding-an-op.md describes the layout.
 """
 
-from . import causal_attention as _causal_module
-from . import cross_attention as _cross_module
-from . import info_nce as _info_nce_module
-from . import compiled as _compiled_backends  # noqa: F401  (registers info_nce backends "cpu", "cuda")
-from . import triton as _triton_backend  # noqa: F401  (registers backend "triton")
 from .causal_attention import causal_attention
-from .cross_attention import intent_cross_attention
+from .causal_attention import dispatcher as _causal_dispatcher
 from .dispatch import BackendUnavailableError
+from .info_nce import dispatcher as _info_nce_dispatcher
 from .info_nce import info_nce
+from .intent_cross_attention import dispatcher as _cross_dispatcher
+from .intent_cross_attention import intent_cross_attention
 
 DISPATCHERS = {
-    "intent_cross_attention": _cross_module.dispatcher,
-    "causal_attention": _causal_module.dispatcher,
-    "info_nce": _info_nce_module.dispatcher,
+    "intent_cross_attention": _cross_dispatcher,
+    "causal_attention": _causal_dispatcher,
+    "info_nce": _info_nce_dispatcher,
 }
 
 

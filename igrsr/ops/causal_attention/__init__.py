@@ -1,0 +1,64 @@
+"""``causal_attention``: causal self-attention with key padding and prefix keys.
+
+The op's boundary: input validation, the dispatcher and the public function.  Its backends:
+``reference`` (:mod:`.reference`) and ``triton`` (:mod:`.triton`, kernels in :mod:`.triton_kernels`).
+"""
+
+from typing import Optional
+
+import torch
+
+from ..dispatch import OpDispatcher
+from ..validation import check_mask, check_same, check_shape, check_tensor, resolve_scale
+from .reference import causal_attention_reference
+
+dispatcher = OpDispatcher("causal_attention")
+dispatcher.register("reference", causal_attention_reference, preference=100)
+
+
+def validate_causal_attention(q, k, v, key_padding_mask, num_prefix) -> None:
+    check_tensor("q", q, 4)
+    check_tensor("k", k, 4)
+    check_tensor("v", v, 4)
+    check_shape("k", k, q.shape)
+    check_shape("v", v, q.shape)
+    check_same("q", q, k=k, v=v)
+    batch, _, length, _ = q.shape
+    check_mask("key_padding_mask", key_padding_mask, (batch, length), q.device)
+    if isinstance(num_prefix, bool) or not isinstance(num_prefix, int):
+        raise TypeError(f"num_prefix must be an int, got {type(num_prefix).__name__}")
+    if not 0 <= num_prefix <= length:
+        raise ValueError(f"num_prefix must be in [0, L={length}], got {num_prefix}")
+
+
+def causal_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    key_padding_mask: Optional[torch.Tensor] = None,
+    *,
+    num_prefix: int = 0,
+    scale: Optional[float] = None,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """Causal self-attention.
+
+    Position ``i`` attends to real keys ``j <= i`` plus the first ``num_prefix`` positions
+    (always visible, e.g. learnable prefix tokens).
+
+    Args:
+        q, k, v: ``(B, H, L, D)``.
+        key_padding_mask: optional bool ``(B, L)``, True = real token.  Padded keys are never
+            attended; padded query rows return zeros.
+        num_prefix: number of leading always-visible positions, ``0 <= num_prefix <= L``.
+        scale: score scale, default ``1/sqrt(D)``.
+        backend: ``"auto"``, ``"reference"`` or ``"triton"`` (see :mod:`igrsr.ops.dispatch`).
+    """
+    validate_causal_attention(q, k, v, key_padding_mask, num_prefix)
+    scale = resolve_scale(scale, q.shape[-1])
+    inputs = (q, k, v, key_padding_mask, num_prefix, scale)
+    impl = dispatcher.select(backend, q.device, inputs).impl
+    return impl(*inputs)
+
+
+from . import triton as _triton_backend  # noqa: E402,F401  (registers backend "triton")

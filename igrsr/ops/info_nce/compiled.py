@@ -1,0 +1,100 @@
+"""``info_nce`` on the compiled kernels.
+
+The C++ extension (sources in ``csrc/info_nce/``) defines ``igrsr::info_nce_forward``
+(per-row losses and the row / column log-sum-exps, never a B×B matrix) and
+``igrsr::info_nce_backward`` (gradients recomputed tile by tile from those statistics), with
+CPU and CUDA implementations.  This module adds
+what torch needs from Python — fake implementations for ``torch.compile`` and the autograd
+formula — and registers the dispatcher backends ``"cuda"`` and ``"cpu"``.
+"""
+
+from typing import Optional
+
+import torch
+
+from ..extension import LOAD_ERROR, built_with_cuda
+from . import dispatcher
+from .reference import reduce_row_losses
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _forward_fake(z1, z2, temperature, normalize, symmetric, group_ids, row_mask):
+    batch = z1.shape[0]
+    dtype = _compute_dtype(z1.dtype)
+    loss_rows = z1.new_empty((batch,), dtype=dtype)
+    return loss_rows, torch.empty_like(loss_rows), z1.new_empty((batch if symmetric else 0,), dtype=dtype)
+
+
+def _backward_fake(
+    grad_loss_rows, z1, z2, lse_rows, lse_cols, temperature, normalize, symmetric, group_ids, row_mask
+):
+    # The kernels return contiguous gradients whatever the inputs' strides.
+    return z1.new_empty(z1.shape), z2.new_empty(z2.shape)
+
+
+def _setup_context(ctx, inputs, output):
+    z1, z2, temperature, normalize, symmetric, group_ids, row_mask = inputs
+    _, lse_rows, lse_cols = output
+    ctx.save_for_backward(z1, z2, lse_rows, lse_cols, group_ids, row_mask)
+    ctx.options = (temperature, normalize, symmetric)
+    ctx.mark_non_differentiable(lse_rows, lse_cols)
+
+
+def _backward(ctx, grad_loss_rows, grad_lse_rows, grad_lse_cols):
+    z1, z2, lse_rows, lse_cols, group_ids, row_mask = ctx.saved_tensors
+    temperature, normalize, symmetric = ctx.options
+    grad_z1, grad_z2 = torch.ops.igrsr.info_nce_backward(
+        grad_loss_rows, z1, z2, lse_rows, lse_cols, temperature, normalize, symmetric, group_ids, row_mask
+    )
+    return grad_z1, grad_z2, None, None, None, None, None
+
+
+def _register_python_parts() -> None:
+    torch.library.register_fake("igrsr::info_nce_forward", _forward_fake)
+    torch.library.register_fake("igrsr::info_nce_backward", _backward_fake)
+    torch.library.register_autograd("igrsr::info_nce_forward", _backward, setup_context=_setup_context)
+
+
+def info_nce_compiled(
+    z1: torch.Tensor,
+    z2: torch.Tensor,
+    temperature: float,
+    normalize: bool,
+    symmetric: bool,
+    group_ids: Optional[torch.Tensor],
+    row_mask: Optional[torch.Tensor],
+    reduction: str,
+) -> torch.Tensor:
+    """Same contract as :func:`igrsr.ops.info_nce.reference.info_nce_reference`; torch routes the op to
+    the CPU or CUDA kernel by the inputs' device."""
+    loss_rows, _, _ = torch.ops.igrsr.info_nce_forward(
+        z1, z2, temperature, normalize, symmetric, group_ids, row_mask
+    )
+    return reduce_row_losses(loss_rows, row_mask, reduction).to(z1.dtype)
+
+
+def cpu_unavailable(device: torch.device) -> Optional[str]:
+    if LOAD_ERROR is not None:
+        return LOAD_ERROR
+    if device.type != "cpu":
+        return f"the C++ CPU kernel takes CPU tensors, not {device.type} ones"
+    return None
+
+
+def cuda_unavailable(device: torch.device) -> Optional[str]:
+    if LOAD_ERROR is not None:
+        return LOAD_ERROR
+    if not built_with_cuda():
+        return "igrsr._C was built without CUDA (at build time torch had no CUDA or nvcc was not found)"
+    if device.type != "cuda":
+        return f"the CUDA kernel takes CUDA tensors, not {device.type} ones"
+    return None
+
+
+if LOAD_ERROR is None:
+    _register_python_parts()
+dispatcher.register("cuda", info_nce_compiled, cuda_unavailable, preference=10)
+dispatcher.register("cpu", info_nce_compiled, cpu_unavailable, preference=20)

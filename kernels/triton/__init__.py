@@ -1,1 +1,0 @@
-"""Triton kernels, one module per op.  Every module but ``interpreter`` requires Triton."""
