@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ..ops import backend_for, causal_attention, intent_cross_attention
-from ..ops.cross_attention import MAX_INTENTS  # noqa: F401  (re-exported: the most intents a layer takes)
+from ..ops.intent_cross_attention import MAX_INTENTS  # noqa: F401  (re-exported: the most intents a layer takes)
 from .dropout import Dropout
 
 
