@@ -11,7 +11,7 @@ import importlib.util
 import os
 import sys
 
-from setuptools import find_packages, setup
+from setuptools import setup
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -72,23 +72,5 @@ def extension_build():
 
 ext_modules, cmdclass = extension_build()
 
-setup(
-    name="igrsr",
-    version="0.1.0",
-    description="Intent-guided sequential recommendation (IGR-SR) with fused Triton and CUDA layers",
-    long_description=open(os.path.join(HERE, "README.md"), encoding="utf-8").read(),
-    long_description_content_type="text/markdown",
-    python_requires=">=3.9",
-    packages=find_packages(include=["igrsr", "igrsr.*"]),
-    install_requires=[
-        "torch>=2.3",
-        "numpy",
-        "tqdm",
-        "matplotlib",
-        "triton; platform_system == 'Linux' and platform_machine == 'x86_64'",
-    ],
-    extras_require={"test": ["pytest", "pytest-benchmark", "hypothesis"]},
-    entry_points={"console_scripts": ["igrsr = igrsr.cli:main"]},
-    ext_modules=ext_modules,
-    cmdclass=cmdclass,
-)
+# Everything else (name, version, dependencies, packages) is in pyproject.toml.
+setup(ext_modules=ext_modules, cmdclass=cmdclass)

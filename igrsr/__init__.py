@@ -1,6 +1,6 @@
 """igrsr: intent-guided sequential recommendation (IGR-SR), its baselines, and fast layers."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from . import nn, ops  # noqa: E402
 from .models import IGRSR, SASRec  # noqa: E402

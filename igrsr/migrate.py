@@ -88,7 +88,11 @@ def upgrade_run_description(description: Dict[str, Any], backbone: Optional[Dict
 def migrate_runs(root: Path) -> List[str]:
     """Upgrade every schema-1 run directory under ``root`` and rename it to its schema-2 name
     (stage-1 runs first, so the stage-2 runs over them follow); returns what was done."""
-    runs = [path.parent for path in sorted(Path(root).rglob("run.json")) if "schema" not in load_json(path)]
+    runs = [
+        path.parent
+        for path in sorted(Path(root).rglob("run.json"))
+        if any((path.parent / name).exists() for name in ("best.pt", "last.pt")) and "schema" not in load_json(path)
+    ]  # a run directory has a checkpoint; a run.json copied into a report is left as it is
     runs.sort(key=lambda run: model_entry(load_json(run / "run.json")["model"]).needs_backbone)
     moved: Dict[str, Path] = {}
     done = []

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install igrsr and its test tools into the current Python environment.
+# Install igrsr with its test tools (the `test` extra of pyproject.toml) into the current
+# Python environment.
 #
 # torch is installed first, pinned to the CPU build this project is developed against, unless
 # a torch is already present (a CUDA build you installed yourself is kept).  The package is
@@ -11,9 +12,6 @@ PYTHON=${PYTHON:-python}
 if ! "$PYTHON" -c "import torch" 2>/dev/null; then
     "$PYTHON" -m pip install "torch==${IGRSR_TORCH_VERSION:-2.13.0}"
 fi
-"$PYTHON" -m pip install setuptools wheel ninja numpy tqdm matplotlib pytest pytest-benchmark hypothesis
-if [ "$(uname -s)-$(uname -m)" = "Linux-x86_64" ]; then
-    "$PYTHON" -m pip install triton
-fi
-MAX_JOBS=${MAX_JOBS:-2} "$PYTHON" -m pip install --no-build-isolation --no-deps -e .
+"$PYTHON" -m pip install setuptools wheel ninja
+MAX_JOBS=${MAX_JOBS:-2} "$PYTHON" -m pip install --no-build-isolation -e ".[test]"
 "$PYTHON" -c "import igrsr, igrsr.ops.extension as e; print('igrsr', igrsr.__version__, 'installed; compiled InfoNCE:', e.LOAD_ERROR or 'built')"

@@ -24,6 +24,7 @@ from typing import Any, Dict, List
 
 from ..train.checkpoint import load_versioned, save_json
 from .merge import merge_studies
+from .plan import ALL_MODELS
 from .report import cell_text, claims_section, markdown_table, rows_of, write_report
 from .stats import HEADLINE
 
@@ -46,8 +47,9 @@ def merged_dataset(entry: Dict[str, Any], root: Path) -> Dict[str, Any]:
     """One dataset's studies merged as its manifest entry says."""
     studies, only = {}, {}
     for study in entry["studies"]:
-        name, models = (study, None) if isinstance(study, str) else (study["path"], study.get("models"))
-        studies[name] = load_versioned(root / name / "study.json")
+        path, models = (study, None) if isinstance(study, str) else (study["path"], study.get("models"))
+        name = (root / path).as_posix()  # as the repository names it, in the merged report
+        studies[name] = load_versioned(root / path / "study.json")
         if models is not None:
             only[name] = models
     return merge_studies(studies, entry.get("models"), keep_first=entry.get("keep_first", False), only=only)
@@ -55,10 +57,12 @@ def merged_dataset(entry: Dict[str, Any], root: Path) -> Dict[str, Any]:
 
 def dataset_section(entry: Dict[str, Any], raw: Dict[str, Any], report: str) -> List[str]:
     data = raw["data"]
+    order = {model: index for index, model in enumerate(ALL_MODELS)}
     rows = [
         [row["label"], str(len(row["seeds"])), *(cell_text(row, metric) for metric in PAGE_METRICS)]
-        for row in rows_of(raw, "main")
+        for row in sorted(rows_of(raw, "main"), key=lambda row: order.get(row["label"], len(order)))
     ]
+    claims = [f"#{line}" if line.startswith("## ") else line for line in claims_section(raw)]
     notes = entry.get("notes", "").strip()
     return [
         f"## {entry['name']}",
@@ -68,7 +72,7 @@ def dataset_section(entry: Dict[str, Any], raw: Dict[str, Any], report: str) -> 
         "",
         *markdown_table(["model", "seeds", *PAGE_METRICS], rows),
         "",
-        *claims_section(raw),
+        *claims,
         *([notes, ""] if notes else []),
     ]
 
