@@ -58,6 +58,22 @@ def integers_if_possible(tokens: np.ndarray) -> np.ndarray:
     return tokens if numbers is None else numbers
 
 
+def sorted_ids_and_codes(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(ids, return_inverse=True)``, several times faster for strings.
+
+    Strings are numbered through a dict of the distinct ones rather than by sorting every
+    row (numpy sorts strings slowly); Python orders str by code point, as numpy does.
+    """
+    if ids.dtype.kind != "U":
+        unique, codes = np.unique(ids, return_inverse=True)
+        return unique, codes.astype(np.int64)
+    tokens = ids.tolist()
+    unique = sorted(set(tokens))
+    code_of = dict(zip(unique, range(len(unique))))
+    codes = np.fromiter(map(code_of.__getitem__, tokens), dtype=np.int64, count=len(tokens))
+    return np.array(unique, dtype=ids.dtype), codes
+
+
 # Tokens this long may not fit int64; shorter ones always do.
 _SAFE_DIGITS = 18
 
@@ -78,18 +94,18 @@ def plain_integers(tokens: np.ndarray) -> Optional[np.ndarray]:
         except (ValueError, OverflowError):
             return None
         return numbers if np.array_equal(numbers.astype(str), tokens) else None
-    code_points = tokens.view(np.uint32).reshape(len(tokens), width).astype(np.int64)
-    lengths = np.count_nonzero(code_points, axis=1)  # a str array pads with zeros only
+    code_points = np.ascontiguousarray(tokens).view(np.uint32).reshape(len(tokens), width)
+    lengths = np.char.str_len(tokens)
     negative = code_points[:, 0] == ord("-")
     first_digit = (
-        code_points[np.arange(len(tokens)), negative.astype(np.int64)] if width > 1 else code_points[:, 0]
+        code_points[np.arange(len(tokens)), negative.astype(np.intp)] if width > 1 else code_points[:, 0]
     )
     leading_zero = (first_digit == ord("0")) & ((lengths > 1 + negative) | negative)
     if (lengths <= negative).any() or leading_zero.any():
         return None
     numbers = np.zeros(len(tokens), dtype=np.int64)
     for column in range(width):
-        digit = code_points[:, column] - ord("0")
+        digit = code_points[:, column].astype(np.int64) - ord("0")
         in_number = (lengths > column) & ~(negative & (column == 0))
         if ((digit < 0) | (digit > 9))[in_number].any():
             return None

@@ -22,7 +22,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .interactions import DataFormatError, InteractionData, integers_if_possible
+from .interactions import DataFormatError, InteractionData, integers_if_possible, sorted_ids_and_codes
 from .preprocess import Log, check_options, to_interactions
 from .sources import COMPRESSIONS, check_file, dataset_name, format_and_compression, read_text
 from .tables import Table, check_column_names, parse_numbers, parse_times, read_text_table, separator
@@ -60,9 +60,7 @@ def read_sequence_file(
     if not sequences:
         raise DataFormatError(path, "no interactions found")
     lengths = [len(items) for items in sequences]
-    item_ids, item_codes = np.unique(
-        _int64_or_strings(list(chain.from_iterable(sequences))), return_inverse=True
-    )
+    item_ids, item_codes = sorted_ids_and_codes(_int64_or_strings(list(chain.from_iterable(sequences))))
     log = Log(_int64_or_strings(user_ids), np.repeat(np.arange(len(user_ids)), lengths), item_ids, item_codes)
     return to_interactions(path, log, dataset_name(path), min_rating, drop_duplicates, k_core)
 
@@ -172,8 +170,8 @@ def _log_from_table(
     table: Table, user_col: str, item_col: str, time_col: Optional[str], rating_col: Optional[str]
 ) -> Log:
     """Users in sorted id order, each one's rows sorted by time (ties in file order)."""
-    user_ids, user_codes = np.unique(_ids(table, user_col, "user_col"), return_inverse=True)
-    item_ids, item_codes = np.unique(_ids(table, item_col, "item_col"), return_inverse=True)
+    user_ids, user_codes = sorted_ids_and_codes(_ids(table, user_col, "user_col"))
+    item_ids, item_codes = sorted_ids_and_codes(_ids(table, item_col, "item_col"))
     times = ratings = None
     if time_col is not None:
         times = parse_times(table, table.column(time_col, "pass time_col (None keeps the file order)"))

@@ -200,15 +200,21 @@ def _split(line: str, sep: str) -> list[str]:
 
 def _csv_rows(path, text: str, sep: str) -> tuple[list[list[str]], np.ndarray]:
     """Rows with quotes removed, and the line each ends on (a quoted field may hold a newline)."""
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep, skipinitialspace=True, strict=True)
-    rows, line_numbers = [], []
+    reader = _csv_reader(text, sep)
     try:
-        for row in reader:
-            rows.append(row)
-            line_numbers.append(reader.line_num)
+        rows = list(reader)
     except csv.Error as error:
         raise DataFormatError(path, f"bad quoting: {error}", reader.line_num) from None
+    if reader.line_num == len(rows):  # one row per line: no field holds a newline
+        return rows, np.arange(1, len(rows) + 1)
+    reader, line_numbers = _csv_reader(text, sep), []
+    for _ in reader:
+        line_numbers.append(reader.line_num)
     return rows, np.array(line_numbers, dtype=np.int64)
+
+
+def _csv_reader(text: str, sep: str):
+    return csv.reader(io.StringIO(text, newline=""), delimiter=sep, skipinitialspace=True, strict=True)
 
 
 def _field_counts(lines: list[str], sep: str) -> np.ndarray:
@@ -227,9 +233,12 @@ def _blank(counts: np.ndarray, rows_or_lines) -> np.ndarray:
 
 
 def _flat_fields(lines: list[str], rows, data: np.ndarray, sep: str) -> list[str]:
+    contiguous = len(data) == data[-1] - data[0] + 1
     if rows is not None:
-        return list(chain.from_iterable(rows[i] for i in data))
-    kept = lines[data[0] : data[-1] + 1] if len(data) == data[-1] - data[0] + 1 else [lines[i] for i in data]
+        return list(
+            chain.from_iterable(rows[data[0] : data[-1] + 1] if contiguous else (rows[i] for i in data))
+        )
+    kept = lines[data[0] : data[-1] + 1] if contiguous else [lines[i] for i in data]
     if sep == WHITESPACE:
         return " ".join(kept).split()
     return sep.join(kept).split(sep)
