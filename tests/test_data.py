@@ -343,6 +343,14 @@ def test_parquet_columns_of_each_type(tmp_path):
     pq.write_table(table.set_column(0, "user", pa.array(["a", None, "b", "c"])), tmp_path / "nulls.parquet")
     with pytest.raises(DataFormatError, match=r"nulls.parquet: row 2: empty value in column 'user'$"):
         load_dataset(tmp_path / "nulls.parquet")
+    (tmp_path / "bad.parquet").write_bytes(b"PAR1 but not really")
+    with pytest.raises(DataFormatError, match=r"bad.parquet: cannot read it as Parquet \("):
+        load_dataset(tmp_path / "bad.parquet")
+    with pytest.raises(DataFormatError, match=r"missing column 'who'; columns are \['user', 'item', "):
+        load_dataset(tmp_path / "log.parquet", user_col="who")
+    (tmp_path / "log.csv").write_bytes((tmp_path / "log.parquet").read_bytes())
+    with pytest.raises(DataFormatError, match="the file is .parquet data but its name does not end in .parquet"):
+        load_dataset(tmp_path / "log.csv")
     compressed = compress(tmp_path / "log.parquet", ".gz")
     assert as_lists(load_dataset(compressed, min_rating=2).sequences) == as_lists(data.sequences)
 
@@ -477,7 +485,10 @@ BAD_INPUTS = [  # file name, content (None: no file), options, line, message
     ("a.csv", b"user,item,timestamp\n1,caf\xe9,1\n", {}, 2,
      "byte 0xe9 at column 6 is not valid utf-8; pass the file's encoding"),
     ("a.csv", 'user,item,timestamp\n1,"a"b,1\n', {}, 2, "bad quoting"),
-    ("a.csv", _GZIP, {}, None, "the file is .gz-compressed but its name does not end in .gz"),
+    ("a.csv", _GZIP, {}, None, "the file is .gz data but its name does not end in .gz"),
+    ("a.txt", "1 2\n".encode("utf-16"), {}, None, "UTF-16 byte-order mark; pass encoding='utf-16'"),
+    ("u.data", "user\titem\trating\ttimestamp\n" + ML, {"columns": ML_COLUMNS}, 1,
+     r"looks like a header; columns= is for files without one"),
     ("a.csv.gz", _GZIP[:-9], {}, None, r"cannot decompress it as gzip \(.*\): the file is truncated or not gzip"),
     ("a.csv.gz", b"plain text", {}, None, "cannot decompress it as gzip"),
     ("a.txt.bz2", b"BZh9 not really", {}, None, "cannot decompress it as bz2"),

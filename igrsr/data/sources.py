@@ -19,8 +19,15 @@ from .interactions import DataFormatError
 
 COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zst": "zstd"}
 
-# First bytes of the compressed and binary formats, to explain a file that is not text.
-_MAGIC = {b"\x1f\x8b": ".gz", b"BZh": ".bz2", b"\xfd7zXZ\x00": ".xz", b"\x28\xb5\x2f\xfd": ".zst"}
+# First bytes of the compressed formats and of Parquet, to explain a file that is not text.
+_MAGIC = {
+    b"\x1f\x8b": ".gz",
+    b"BZh": ".bz2",
+    b"\xfd7zXZ\x00": ".xz",
+    b"\x28\xb5\x2f\xfd": ".zst",
+    b"PAR1": ".parquet",
+}
+_UTF16_MARKS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 
 
 def format_and_compression(path) -> tuple[str, Optional[str]]:
@@ -91,10 +98,12 @@ def read_text(path, encoding: str = "utf-8") -> str:
 
 def _decode_error(path, blob: bytes, error: UnicodeDecodeError, codec: str) -> DataFormatError:
     looks_like = next((suffix for magic, suffix in _MAGIC.items() if blob.startswith(magic)), None)
-    if looks_like and format_and_compression(path)[1] is None:
+    if looks_like and not Path(path).name.lower().endswith(looks_like):
         return DataFormatError(
-            path, f"the file is {looks_like}-compressed but its name does not end in {looks_like}"
+            path, f"the file is {looks_like} data but its name does not end in {looks_like}"
         )
+    if blob.startswith(_UTF16_MARKS):
+        return DataFormatError(path, "the file starts with a UTF-16 byte-order mark; pass encoding='utf-16'")
     line = blob.count(b"\n", 0, error.start) + 1
     column = error.start - (blob.rfind(b"\n", 0, error.start) + 1) + 1
     message = (

@@ -140,6 +140,9 @@ def read_text_table(
         )
     else:
         names, header_line, expected = list(columns), None, "columns names"
+        _check_not_a_header(
+            path, lines[data[0]] if rows is None else rows[data[0]], names, sep, line_numbers[data[0]]
+        )
     wrong = data[counts[data] != len(names)]
     if len(wrong):
         message = (
@@ -152,6 +155,14 @@ def read_text_table(
             path, "no interactions found" + (": the file has a header but no rows" if columns is None else "")
         )
     return TextTable(path, names, _flat_fields(lines, rows, data, sep), line_numbers[data], header_line)
+
+
+def _check_not_a_header(path, first, names: list[str], sep: str, line: int) -> None:
+    """A header read as data would become an interaction (user "user", item "item")."""
+    fields = [field.strip().lower() for field in (_split(first, sep) if isinstance(first, str) else first)]
+    if sum(field == name.lower() for field, name in zip(fields, names) if name != SKIPPED) >= 2:
+        message = "looks like a header; columns= is for files without one (pass user_col=... to rename)"
+        raise DataFormatError(path, message, int(line))
 
 
 def _fields(count: int) -> str:
