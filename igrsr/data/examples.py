@@ -165,9 +165,7 @@ class SequenceExamples(_ConcatenatedSequences):
     the models trained on every prefix).  Sequences shorter than 2 give no example.
     """
 
-    def __init__(
-        self, train_sequences: Sequence[np.ndarray], max_len: int, user_ids=None, every_window=False
-    ):
+    def __init__(self, train_sequences: Sequence[np.ndarray], max_len: int, user_ids=None, every_window=False):
         super().__init__(train_sequences, max_len, user_ids)
         step = max_len if every_window else np.iinfo(np.int64).max
         ends = [np.arange(length, 1, -step) for length in self._lengths]
