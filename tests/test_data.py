@@ -1,5 +1,9 @@
 """igrsr.data: readers, remapping, leave-one-out, padding, training examples, synthetic data, noise."""
 
+import bz2
+import gzip
+import lzma
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -74,8 +78,12 @@ def test_sequence_file_errors_name_file_and_line(tmp_path, text, line, message):
 def test_beauty_has_the_published_size():
     data = load_dataset(BEAUTY)
     assert (data.num_users, data.num_items, data.num_interactions) == (22363, 12101, 198502)
-    # Its ids are already 1..N, so the remapping keeps them.
+    # Its ids are already 1..N, so the remapping keeps them: the sequences are the lines.
     assert np.array_equal(data.item_ids, np.arange(data.num_items + 1))
+    lines = [list(map(int, line.split())) for line in BEAUTY.read_text().splitlines()]
+    assert data.user_ids == [line[0] for line in lines]
+    assert as_lists(data.sequences) == [line[1:] for line in lines]
+    assert data.name == "Beauty" and data.preprocessing == {}
 
 
 # --- RecBole .inter --------------------------------------------------------------------------
@@ -195,6 +203,332 @@ def test_load_dataset_chooses_reader_by_extension(tmp_path):
     assert as_lists(load_dataset(write(tmp_path, "b.log", "1 2 3\n"), format="txt").sequences) == [[1, 2]]
     with pytest.raises(ValueError, match="unknown data format 'log'"):
         load_dataset(tmp_path / "b.log")
+
+
+# --- logs as people have them: header-less tables, string ids, compression ------------------
+
+MOVIELENS = [
+    ("196", "242", "3", "881250949"),
+    ("186", "302", "3", "891717742"),
+    ("196", "377", "1", "878887116"),
+    ("22", "377", "1", "878887116"),
+    ("196", "51", "2", "880606923"),
+    ("186", "346", "1", "886397596"),
+]
+ML_COLUMNS = ("user", "item", "rating", "timestamp")
+
+
+def movielens_text(sep: str) -> str:
+    return "".join(sep.join(row) + "\n" for row in MOVIELENS)
+
+
+def by_user_in_time_order(rows, user=0, item=1, time=3):
+    """Plain reference: each user's items sorted by time, users in numeric order."""
+    users = sorted({int(r[user]) for r in rows})
+    return [
+        [int(r[item]) for r in sorted((r for r in rows if int(r[user]) == u), key=lambda r: int(r[time]))]
+        for u in users
+    ]
+
+
+@pytest.mark.parametrize("sep", ["\t", "::", ",", ";", "|", " ", "  "])
+def test_headerless_movielens_with_columns_and_guessed_separator(tmp_path, sep):
+    data = load_dataset(write(tmp_path, "u.data", movielens_text(sep)), columns=ML_COLUMNS)
+    assert data.user_ids == [22, 186, 196] and data.name == "u"
+    assert [data.item_ids[s].tolist() for s in data.sequences] == by_user_in_time_order(MOVIELENS)
+    assert data.preprocessing == {"duplicates_dropped": 0}
+
+
+def test_columns_skip_and_ignore_fields_and_named_separators(tmp_path):
+    path = write(tmp_path, "ratings.dat", movielens_text("::"))
+    skipped = load_dataset(path, columns=("user", "item", "-", "timestamp"), sep="::")
+    extra = load_dataset(path, columns=("user", "item", "stars", "timestamp"))
+    assert as_lists(skipped.sequences) == as_lists(extra.sequences)
+    tab = write(tmp_path, "u.data", movielens_text("\t"))
+    assert as_lists(load_dataset(tab, columns=ML_COLUMNS, sep="tab").sequences) == as_lists(skipped.sequences)
+    in_file_order = load_dataset(tab, columns=("user", "item", "-", "-"), time_col=None)
+    assert [in_file_order.item_ids[s].tolist() for s in in_file_order.sequences] == [
+        [377],
+        [302, 346],
+        [242, 377, 51],
+    ]
+
+
+def test_string_ids_round_trip_through_the_split(tmp_path):
+    rows = [
+        ("ålice", "B0001 x", 3),
+        ("bob", "007", 1),
+        ("ålice", "7", 1),
+        ("bob", "tea, green", 2),
+        ("ålice", "007", 2),
+        ("bob", "7", 3),
+        ("ålice", "B0001 x", 4),
+    ]
+    text = "user,item,timestamp\n" + "".join(f'{u},"{i}",{t}\n' for u, i, t in rows)
+    data = load_dataset(write(tmp_path, "log.csv", text))
+    assert data.user_ids == ["bob", "ålice"]
+    assert data.item_ids.tolist() == ["", "007", "7", "B0001 x", "tea, green"]  # "007" and "7" stay apart
+    originals = {u: [i for uu, i, t in sorted(rows, key=lambda r: r[2]) if uu == u] for u, _, _ in rows}
+    assert [data.item_ids[s].tolist() for s in data.sequences] == [originals["bob"], originals["ålice"]]
+    split = leave_one_out(data)
+    assert data.item_ids[split.test_target].tolist() == ["7", "B0001 x"]
+    assert [data.user_ids[u] for u in split.user_index] == ["bob", "ålice"]
+
+
+def test_ids_beyond_int64_are_kept_as_tokens(tmp_path):
+    huge = "99999999999999999999"
+    data = load_dataset(write(tmp_path, "big.csv", f"user,item,timestamp\n{huge},5,2\n1,{huge},1\n1,5,3\n"))
+    assert data.user_ids == ["1", huge] and data.item_ids.tolist() == ["", "5", huge]
+    assert [data.item_ids[s].tolist() for s in data.sequences] == [[huge, "5"], ["5"]]
+    txt = load_dataset(write(tmp_path, "big.txt", f"1 2 {huge}\n{huge} 3\n"))
+    assert txt.user_ids == ["1", huge] and txt.item_ids.tolist() == ["", "2", "3", huge]
+
+
+def compress(path: Path, suffix: str) -> Path:
+    blob = path.read_bytes()
+    if suffix == ".zst":
+        blob = pytest.importorskip("zstandard").ZstdCompressor().compress(blob)
+    else:
+        blob = {".gz": gzip.compress, ".bz2": bz2.compress, ".xz": lzma.compress}[suffix](blob)
+    target = path.with_name(path.name + suffix)
+    target.write_bytes(blob)
+    return target
+
+
+@pytest.mark.parametrize("suffix", [".gz", ".bz2", ".xz", ".zst"])
+def test_compressed_files_read_like_the_plain_ones(tmp_path, suffix):
+    plain = {
+        "seq.txt": ({}, "1 5 3\n2 3 4 4\n"),
+        "u.data": ({"columns": ML_COLUMNS}, movielens_text("\t")),
+        "log.csv": ({}, "user,item,timestamp\na,x,2\na,y,1\n"),
+        "log.inter": ({}, INTER_HEADER + "1\t2\t5\t10\n1\t3\t5\t9\n"),
+    }
+    for name, (options, text) in plain.items():
+        path = write(tmp_path, name, text)
+        expected, got = load_dataset(path, **options), load_dataset(compress(path, suffix), **options)
+        assert as_lists(got.sequences) == as_lists(expected.sequences)
+        assert got.item_ids.tolist() == expected.item_ids.tolist() and got.name == expected.name
+
+
+def test_missing_optional_packages_are_named(tmp_path, monkeypatch):
+    from igrsr.data import sources
+
+    monkeypatch.setattr(sources, "zstandard", None)
+    with pytest.raises(DataFormatError, match="needs the zstandard package: pip install zstandard"):
+        load_dataset(write(tmp_path, "a.txt.zst", "x"))
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    with pytest.raises(DataFormatError, match="needs pyarrow: pip install pyarrow"):
+        load_dataset(write(tmp_path, "a.parquet", "x"))
+
+
+def test_parquet_columns_of_each_type(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    table = pa.table(
+        {
+            "user": pa.array(["u2", "u1", "u2", "u1"]).dictionary_encode(),
+            "item": pa.array([30, 10, 20, 10], type=pa.int32()),
+            "timestamp": pa.array(
+                np.array(["2024-01-03", "2024-01-01", "2024-01-02", "2024-01-01"], dtype="datetime64[s]")
+            ),
+            "rating": pa.array([5.0, 4.0, 1.0, 4.0]),
+        }
+    )
+    pq.write_table(table, tmp_path / "log.parquet")
+    data = load_dataset(tmp_path / "log.parquet", min_rating=2)
+    assert data.user_ids == ["u1", "u2"] and data.item_ids.tolist() == [0, 10, 30]
+    assert as_lists(data.sequences) == [[1], [2]]
+    assert data.preprocessing["duplicates_dropped"] == 1
+    pq.write_table(table.set_column(0, "user", pa.array(["a", None, "b", "c"])), tmp_path / "nulls.parquet")
+    with pytest.raises(DataFormatError, match=r"nulls.parquet: row 2: empty value in column 'user'$"):
+        load_dataset(tmp_path / "nulls.parquet")
+    (tmp_path / "bad.parquet").write_bytes(b"PAR1 but not really")
+    with pytest.raises(DataFormatError, match=r"bad.parquet: cannot read it as Parquet \("):
+        load_dataset(tmp_path / "bad.parquet")
+    with pytest.raises(DataFormatError, match=r"missing column 'who'; columns are \['user', 'item', "):
+        load_dataset(tmp_path / "log.parquet", user_col="who")
+    (tmp_path / "log.csv").write_bytes((tmp_path / "log.parquet").read_bytes())
+    with pytest.raises(DataFormatError, match="the file is .parquet data but its name does not end in .parquet"):
+        load_dataset(tmp_path / "log.csv")
+    compressed = compress(tmp_path / "log.parquet", ".gz")
+    assert as_lists(load_dataset(compressed, min_rating=2).sequences) == as_lists(data.sequences)
+
+
+def test_quoted_fields_are_unquoted_and_lines_stay_counted(tmp_path):
+    inter = write(tmp_path, "q.inter", INTER_HEADER + '"10"\t"9"\t"5"\t"2"\n"10"\t"a\tb"\t1\t1\n')
+    data = load_dataset(inter)
+    assert data.user_ids == [10] and data.item_ids.tolist() == ["", "9", "a\tb"]
+    multiline = write(tmp_path, "q.csv", 'user,item,timestamp\n1,"two\nlines",1\n1,x,later\n')
+    with pytest.raises(DataFormatError, match="timestamp 'later' is not a number") as error:
+        load_dataset(multiline)
+    assert error.value.line == 4
+
+
+# --- preprocessing: min_rating, duplicates, k-core --------------------------------------------
+
+
+def test_duplicates_dropped_counted_and_recorded(tmp_path, capsys):
+    text = "user,item,timestamp\n1,a,1\n1,b,1\n1,a,1\n1,a,2\n2,a,1\n1,b,1\n"
+    path = write(tmp_path, "d.csv", text)
+    data = load_dataset(path)
+    assert f"{path}: dropped 2 duplicate (user, item, timestamp) rows" in capsys.readouterr().out
+    assert data.preprocessing == {"duplicates_dropped": 2}
+    assert [data.item_ids[s].tolist() for s in data.sequences] == [["a", "b", "a"], ["a"]]
+    kept = load_dataset(path, drop_duplicates=False)
+    assert kept.num_interactions == 6 and kept.preprocessing == {"drop_duplicates": False}
+    no_times = load_dataset(path, time_col=None)  # without timestamps a repeat is a visit
+    assert no_times.num_interactions == 6 and no_times.preprocessing == {}
+
+
+def test_min_rating_keeps_ratings_at_least_the_threshold(tmp_path, capsys):
+    data = load_dataset(write(tmp_path, "u.data", movielens_text("\t")), columns=ML_COLUMNS, min_rating=2)
+    kept = [r for r in MOVIELENS if int(r[2]) >= 2]
+    assert [data.item_ids[s].tolist() for s in data.sequences] == by_user_in_time_order(kept)
+    assert data.user_ids == [186, 196]
+    assert data.preprocessing == {
+        "interactions_read": 6,
+        "min_rating": 2,
+        "removed_by_min_rating": 3,
+        "duplicates_dropped": 0,
+    }
+    assert "min_rating=2 removed 3 of 6 interactions" in capsys.readouterr().out
+
+
+def k_core_reference(rows, k):
+    """Brute force: drop one user or item with fewer than k rows at a time, until none."""
+    rows = list(rows)
+    while True:
+        counts = {}
+        for user, item, _ in rows:
+            counts[("u", user)] = counts.get(("u", user), 0) + 1
+            counts[("i", item)] = counts.get(("i", item), 0) + 1
+        weak = next((key for key in sorted(counts) if counts[key] < k), None)
+        if weak is None:
+            return rows
+        rows = [r for r in rows if ("u", r[0]) != weak and ("i", r[1]) != weak]
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 5, 8])
+def test_k_core_matches_a_brute_force_reference(tmp_path, k):
+    rng = np.random.default_rng(k)
+    users, items = rng.zipf(1.6, 600) % 80, rng.zipf(1.4, 600) % 60  # a few heavy users and items
+    rows = [(int(u), int(i), t) for t, (u, i) in enumerate(zip(users, items))]
+    text = "user,item,timestamp\n" + "".join(f"{u},{i},{t}\n" for u, i, t in rows)
+    data = load_dataset(write(tmp_path, "log.csv", text), k_core=k)
+    expected = k_core_reference(rows, k)
+    got = sorted((u, int(data.item_ids[i])) for u, s in zip(data.user_ids, data.sequences) for i in s)
+    assert got == sorted((u, i) for u, i, _ in expected)
+    assert data.num_items == len({i for _, i, _ in expected})
+    assert data.item_ids[1:].tolist() == sorted({i for _, i, _ in expected})  # remapped to 1..N
+    assert data.preprocessing["removed_by_k_core"] == len(rows) - len(expected)
+
+
+def test_preprocessing_order_is_rating_then_duplicates_then_k_core(tmp_path):
+    # user 1: a duplicate pair (one row after dedupe) and a low rating; user 2: two items.
+    text = "user,item,rating,timestamp\n1,a,5,1\n1,a,5,1\n1,b,1,2\n2,a,5,1\n2,b,5,2\n3,a,5,3\n3,b,5,4\n"
+    path = write(tmp_path, "log.csv", text)
+    data = load_dataset(path, min_rating=3, k_core=2)
+    assert data.user_ids == [2, 3] and as_lists(data.sequences) == [[1, 2], [1, 2]]
+    assert data.preprocessing == {
+        "interactions_read": 7,
+        "min_rating": 3,
+        "removed_by_min_rating": 1,
+        "duplicates_dropped": 1,
+        "k_core": 2,
+        "removed_by_k_core": 1,
+        "k_core_rounds": 1,
+    }
+
+
+def test_k_core_on_sequence_files(tmp_path):
+    data = load_dataset(write(tmp_path, "s.txt", "1 5 6 5\n2 6 7\n3 5 6\n"), k_core=2)
+    assert data.user_ids == [1, 3] and data.item_ids.tolist() == [0, 5, 6]
+    assert as_lists(data.sequences) == [[1, 2, 1], [1, 2]]
+
+
+# --- every bad input: one line naming the file (and the line) --------------------------------
+
+_GZIP = gzip.compress(b"user,item,timestamp\n1,2,3\n" * 50)
+ML = movielens_text("\t")
+# fmt: off
+BAD_INPUTS = [  # file name, content (None: no file), options, line, message
+    ("missing.csv", None, {}, None, "no such file"),
+    ("folder", "DIR", {}, None, "is a directory, not a data file"),
+    ("empty.csv", "", {}, None, "empty file: no header row"),
+    ("empty.data", "\n \n", {"columns": ML_COLUMNS}, None, "no interactions found: the file is empty"),
+    ("blank.txt", "\n\n", {}, None, "no interactions found"),
+    ("u.data", ML, {}, None, r"unknown data format 'data'; expected one of txt, inter, csv, tsv, parquet, "
+                             r"each optionally compressed \(.gz, .bz2, .xz, .zst, e.g. ratings.csv.gz\), or columns="),
+    ("u.data.gz", _GZIP, {}, None, "unknown data format 'data'"),
+    ("README", "1 2\n", {}, None, r"unknown data format \(the name has no extension\)"),
+    ("a.csv", "user,item\n1,2\n", {"format": "xlsx"}, None, "unknown data format 'xlsx'"),
+    ("u.data", ML, {"columns": ("user", "user", "x", "y")}, None, "columns: 'user' is named twice"),
+    ("u.data", ML, {"columns": "user,item"}, None, "columns: expected a sequence of column names"),
+    ("u.data", ML, {"columns": ("user",)}, None, "columns: expected at least two non-empty names"),
+    ("a.inter", INTER_HEADER, {"columns": ML_COLUMNS}, None, "columns: names the fields of a header-less"),
+    ("u.data", ML, {"columns": ("usr", "item", "rating", "timestamp")}, None,
+     r"missing column 'user'; columns are \['usr', 'item', 'rating', 'timestamp'\]; pass user_col$"),
+    ("a.csv", "user,product,timestamp\n1,2,3\n", {}, 1, "missing column 'item'.*; pass item_col$"),
+    ("a.csv", "user,item\n1,2\n", {}, 1, r"missing column 'timestamp'.*pass time_col \(None keeps the file order\)"),
+    ("a.csv", "user,item,user,timestamp\n1,2,3,4\n", {}, 1, "column 'user' appears twice"),
+    ("u.data", "1\t2\t3\t4\n\n1\t2\t3\n", {"columns": ML_COLUMNS}, 3,
+     r"row has 3 fields but columns names 4 \(separator: tab\)"),
+    ("u.data", "1\t2\t3\t4\n1\t \t3\t5\n", {"columns": ML_COLUMNS}, 2, "empty value in column 'item'"),
+    ("u.data", "1\t2\t3\t4\n1\t3\tfive\t5\n", {"columns": ML_COLUMNS, "min_rating": 3}, 2,
+     "rating 'five' is not a number"),
+    ("u.data", "1\t2\tnan\t4\n", {"columns": ML_COLUMNS, "min_rating": 3}, 1, "rating 'nan' is missing or infinite"),
+    ("u.data", "1\t2\t3\t4\n1\t3\t3\tx\n", {"columns": ML_COLUMNS}, 2, "timestamp 'x' is not a number"),
+    ("u.data", "1-2-3-4\n", {"columns": ML_COLUMNS}, 1, "cannot guess the separator: none of tab, '::', comma, "
+                                                        "semicolon, pipe, whitespace cuts line 1 into the 4 fields"),
+    ("a.csv", "useritem\n12\n", {}, 1, "cannot guess the separator: none of comma, tab"),
+    ("a.csv", b"user,item,timestamp\n1,caf\xe9,1\n", {}, 2,
+     "byte 0xe9 at column 6 is not valid utf-8; pass the file's encoding"),
+    ("a.csv", 'user,item,timestamp\n1,"a"b,1\n', {}, 2, "bad quoting"),
+    ("a.csv", _GZIP, {}, None, "the file is .gz data but its name does not end in .gz"),
+    ("a.txt", "1 2\n".encode("utf-16"), {}, None, "UTF-16 byte-order mark; pass encoding='utf-16'"),
+    ("u.data", "user\titem\trating\ttimestamp\n" + ML, {"columns": ML_COLUMNS}, 1,
+     r"looks like a header; columns= is for files without one"),
+    ("a.csv.gz", _GZIP[:-9], {}, None, r"cannot decompress it as gzip \(.*\): the file is truncated or not gzip"),
+    ("a.csv.gz", b"plain text", {}, None, "cannot decompress it as gzip"),
+    ("a.txt.bz2", b"BZh9 not really", {}, None, "cannot decompress it as bz2"),
+    ("a.txt.xz", lzma.compress(b"1 2 3\n" * 99)[:-7], {}, None, "cannot decompress it as xz"),
+    ("a.txt", "1 2\n3\n", {}, 2, "user 3 has no items"),
+    ("u.data", ML, {"columns": ML_COLUMNS, "min_rating": 4}, None,
+     r"min_rating=4 removed every interaction \(the highest rating is 3\)"),
+    ("u.data", ML, {"columns": ML_COLUMNS, "k_core": 4}, None,
+     "k_core=4 removed all 6 interactions left .*; lower k_core"),
+    ("a.txt", "1 2 3\n", {"min_rating": 3}, None, "min_rating needs a rating column, and this file has none"),
+    ("a.csv", "user,item,timestamp\n1,2,3\n", {"min_rating": 1}, 1, "missing column 'rating'.*min_rating needs it"),
+    ("a.txt", "1 2\n", {"k_core": 0}, None, "k_core: expected a positive integer or None, got 0"),
+    ("a.txt", "1 2\n", {"min_rating": "4"}, None, "min_rating: expected a finite number or None, got '4'"),
+    ("a.txt", "1 2\n", {"encoding": "klingon"}, None, "encoding: unknown text encoding 'klingon'"),
+    ("a.txt", "1 2\n", {"sep": ","}, None, "sep: does not apply to txt files"),
+    ("a.csv", "user,item\n1,2\n", {"sep": "\n"}, None, "sep: expected a non-empty separator"),
+]
+# fmt: on
+
+
+@pytest.mark.parametrize("name, content, options, line, message", BAD_INPUTS)
+def test_every_bad_input_is_one_line_naming_the_file(tmp_path, name, content, options, line, message):
+    path = tmp_path / name
+    if content == "DIR":
+        path.mkdir()
+    elif content is not None:
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(DataFormatError, match=message) as error:
+        load_dataset(path, **options)
+    assert "\n" not in str(error.value)
+    assert str(error.value).startswith(f"{path}:{line}: " if line else f"{path}: ")
+    assert error.value.line == line
+
+
+def test_truncated_zstd_is_an_error_not_a_short_file(tmp_path):
+    zstandard = pytest.importorskip("zstandard")
+    blob = zstandard.ZstdCompressor().compress(b"1 2 3\n" * 1000)
+    (tmp_path / "a.txt.zst").write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(DataFormatError, match="cannot decompress it as zstd .*the file is truncated"):
+        load_dataset(tmp_path / "a.txt.zst")
 
 
 # --- leave-one-out ---------------------------------------------------------------------------

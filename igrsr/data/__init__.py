@@ -10,7 +10,7 @@ from .examples import (
 )
 from .interactions import DataFormatError, InteractionData
 from .noise import inject_noise
-from .readers import load_dataset, read_csv, read_recbole_inter, read_sequence_file
+from .readers import load_dataset, read_csv, read_parquet, read_recbole_inter, read_sequence_file
 from .split import Split, leave_one_out
 from .synthetic import make_synthetic
 
@@ -28,6 +28,7 @@ __all__ = [
     "make_synthetic",
     "pad_left",
     "read_csv",
+    "read_parquet",
     "read_recbole_inter",
     "read_sequence_file",
     "trim_left_padding",

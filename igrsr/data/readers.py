@@ -1,72 +1,117 @@
-"""Readers for the interaction formats of DESIGN §2; each returns :class:`InteractionData`.
+"""Readers for interaction logs as people have them; each returns :class:`InteractionData`.
 
 * ``.txt``: one user per line, ``user item item ...`` in time order, integer ids.
 * ``.inter``: RecBole atomic files, tab-separated, header fields like ``user_id:token``.
-* ``.csv`` / ``.tsv``: a header row naming the user, item and timestamp columns.
+* ``.csv`` / ``.tsv`` / any delimited text: a header row naming the columns, or ``columns=``
+  naming the fields of a header-less file (MovieLens ``u.data``:
+  ``columns=("user", "item", "rating", "timestamp")``).  The separator is guessed unless given.
+* ``.parquet``: named columns, through the optional ``pyarrow`` package.
 
-Malformed input raises :class:`DataFormatError` naming the file and 1-based line.
+Any of them may be compressed: ``.gz``, ``.bz2``, ``.xz``, or ``.zst`` (with the optional
+``zstandard`` package), named after the format (``ratings.csv.gz``).  Ids are any tokens; ids
+that are all integers fitting int64 are kept as integers and sort numerically.  Every reader
+takes the preprocessing options of :mod:`igrsr.data.preprocess` (``min_rating``,
+``drop_duplicates``, ``k_core``).  Bad input raises a one-line :class:`DataFormatError`
+naming the file and, where it applies, the 1-based line.
 """
 
 from __future__ import annotations
 
-import csv
-from functools import partial
 from itertools import chain
-from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional, Sequence
 
 import numpy as np
 
-from .interactions import DataFormatError, InteractionData, build_interactions, integers_if_possible
+from .interactions import DataFormatError, InteractionData, integers_if_possible, sorted_ids_and_codes
+from .preprocess import Log, check_options, to_interactions
+from .sources import COMPRESSIONS, check_file, dataset_name, format_and_compression, read_text
+from .tables import Table, check_column_names, parse_numbers, parse_times, read_text_table, separator
+
+FORMATS = ("txt", "inter", "csv", "tsv", "parquet")
 
 
-def read_sequence_file(path) -> InteractionData:
+def read_sequence_file(
+    path, *, encoding: str = "utf-8", min_rating=None, drop_duplicates: bool = True, k_core=None
+) -> InteractionData:
     """Read one user per line: ``user item item ...``, items in time order, integer ids.
 
-    Blank lines are skipped. Users keep the order of the file.
+    Blank lines are skipped. Users keep the order of the file.  The file has no ratings (so
+    no ``min_rating``) and no timestamps (so no duplicates to drop: a repeated item is a
+    repeat visit); ``k_core`` applies.
     """
+    check_options(path, min_rating, k_core)
     user_ids: list[int] = []
     sequences: list[list[int]] = []
     line_of_user: dict[int, int] = {}
-    with open(path, encoding="utf-8-sig") as file:
-        for line_number, line in enumerate(file, start=1):
-            tokens = line.split()
-            if not tokens:
-                continue
-            user, *items = _parse_integers(path, line_number, tokens)
-            if not items:
-                raise DataFormatError(path, f"user {user} has no items", line_number)
-            if user in line_of_user:
-                raise DataFormatError(
-                    path, f"user {user} already appeared on line {line_of_user[user]}", line_number
-                )
-            line_of_user[user] = line_number
-            user_ids.append(user)
-            sequences.append(items)
-    flat_items = np.fromiter(chain.from_iterable(sequences), dtype=np.int64)
-    lengths = np.array([len(items) for items in sequences], dtype=np.int64)
-    return build_interactions(path, user_ids, flat_items, lengths)
+    for line_number, line in enumerate(read_text(path, encoding).split("\n"), start=1):
+        tokens = line.split()
+        if not tokens:
+            continue
+        user, *items = _parse_integers(path, line_number, tokens)
+        if not items:
+            raise DataFormatError(path, f"user {user} has no items", line_number)
+        if user in line_of_user:
+            raise DataFormatError(
+                path, f"user {user} already appeared on line {line_of_user[user]}", line_number
+            )
+        line_of_user[user] = line_number
+        user_ids.append(user)
+        sequences.append(items)
+    if not sequences:
+        raise DataFormatError(path, "no interactions found")
+    lengths = [len(items) for items in sequences]
+    item_ids, item_codes = sorted_ids_and_codes(_int64_or_strings(list(chain.from_iterable(sequences))))
+    log = Log(_int64_or_strings(user_ids), np.repeat(np.arange(len(user_ids)), lengths), item_ids, item_codes)
+    return to_interactions(path, log, dataset_name(path), min_rating, drop_duplicates, k_core)
 
 
 def _parse_integers(path, line_number: int, tokens: list[str]) -> list[int]:
     try:
         return [int(token) for token in tokens]
     except ValueError:
-        bad_token = next(token for token in tokens if not _parses(int, token))
+        bad_token = next(token for token in tokens if not _is_integer(token))
         raise DataFormatError(path, f"id {bad_token!r} is not an integer", line_number) from None
 
 
-def read_recbole_inter(path) -> InteractionData:
+def _is_integer(token: str) -> bool:
+    try:
+        int(token)
+    except ValueError:
+        return False
+    return True
+
+
+def _int64_or_strings(numbers: list[int]) -> np.ndarray:
+    """Integers as int64, or all as decimal strings when one is beyond int64."""
+    try:
+        return np.array(numbers, dtype=np.int64)
+    except OverflowError:
+        return np.array([str(number) for number in numbers], dtype=str)
+
+
+def read_recbole_inter(
+    path,
+    *,
+    sep: str = "\t",
+    user_col: str = "user_id",
+    item_col: str = "item_id",
+    time_col: Optional[str] = "timestamp",
+    rating_col: str = "rating",
+    encoding: str = "utf-8",
+    min_rating=None,
+    drop_duplicates: bool = True,
+    k_core=None,
+) -> InteractionData:
     """Read a RecBole atomic ``.inter`` file (tab-separated, header ``name:type`` fields).
 
     The ``user_id``, ``item_id`` and ``timestamp`` columns are found by name; each user's items
-    are sorted by timestamp, ties kept in file order.
+    are sorted by timestamp, ties kept in file order.  Quoted fields are unquoted.
     """
-    header, rows, line_numbers = _read_table(path, delimiter="\t", quoting=csv.QUOTE_NONE)
-    column_names = [field.split(":", 1)[0].strip() for field in header]
-    return _interactions_from_table(
-        path, column_names, rows, line_numbers, "user_id", "item_id", "timestamp"
-    )
+    check_options(path, min_rating, k_core)
+    table = read_text_table(path, read_text(path, encoding), separator(path, sep))
+    table.names = [name.split(":", 1)[0].strip() for name in table.names]
+    log = _log_from_table(table, user_col, item_col, time_col, rating_col if min_rating is not None else None)
+    return to_interactions(path, log, dataset_name(path), min_rating, drop_duplicates, k_core)
 
 
 def read_csv(
@@ -75,148 +120,157 @@ def read_csv(
     user_col: str = "user",
     item_col: str = "item",
     time_col: Optional[str] = "timestamp",
+    *,
+    columns: Optional[Sequence[str]] = None,
+    rating_col: str = "rating",
+    encoding: str = "utf-8",
+    min_rating=None,
+    drop_duplicates: bool = True,
+    k_core=None,
 ) -> InteractionData:
-    """Read a CSV/TSV file with a header row; items are sorted by ``time_col`` per user.
+    """Read delimited text: CSV, TSV, MovieLens ``u.data`` / ``ratings.dat`` and the like.
 
-    ``sep=None`` takes the separator from the extension (``.tsv`` tab, ``.csv`` comma), or
-    else from the header line. ``time_col=None`` keeps the file order. Timestamps are numbers
-    or ISO-8601 dates.
+    The first non-blank line is the header, unless ``columns`` names the fields of a
+    header-less file, one name per field (``"-"`` for a field to skip; fields named but not
+    used are ignored).  ``sep=None`` guesses the separator: tab, ``::``, comma, semicolon,
+    pipe or whitespace (comma first for ``.csv``, tab for ``.tsv``).  Items are sorted by
+    ``time_col`` per user (ties in file order); ``time_col=None`` keeps the file order.
+    Timestamps are numbers or ISO-8601 dates.
     """
-    if sep is None:
-        sep = _sniff_separator(path)
-    header, rows, line_numbers = _read_table(path, delimiter=sep, quoting=csv.QUOTE_MINIMAL)
-    column_names = [field.strip() for field in header]
-    return _interactions_from_table(path, column_names, rows, line_numbers, user_col, item_col, time_col)
+    check_options(path, min_rating, k_core)
+    names = check_column_names(path, columns) if columns is not None else None
+    preferred = {"csv": ",", "tsv": "\t"}.get(format_and_compression(path)[0])
+    table = read_text_table(path, read_text(path, encoding), separator(path, sep), names, preferred)
+    log = _log_from_table(table, user_col, item_col, time_col, rating_col if min_rating is not None else None)
+    return to_interactions(path, log, dataset_name(path), min_rating, drop_duplicates, k_core)
 
 
-def _sniff_separator(path) -> str:
-    by_extension = {".tsv": "\t", ".csv": ","}
-    suffix = Path(path).suffix.lower()
-    if suffix in by_extension:
-        return by_extension[suffix]
-    with open(path, encoding="utf-8-sig") as file:
-        header_line = file.readline()
-    for candidate in ("\t", ",", ";"):
-        if candidate in header_line:
-            return candidate
-    raise DataFormatError(path, "cannot tell the column separator from the header; pass sep", 1)
-
-
-def _read_table(path, delimiter: str, quoting: int) -> tuple[list[str], list[list[str]], list[int]]:
-    """Return the header, the non-blank data rows and each row's line number.
-
-    Every row must have as many fields as the header.
-    """
-    with open(path, encoding="utf-8-sig", newline="") as file:
-        reader = csv.reader(file, delimiter=delimiter, quoting=quoting, skipinitialspace=True)
-        header = next(reader, None)
-        if header is None:
-            raise DataFormatError(path, "empty file: no header row")
-        rows, line_numbers = [], []
-        for row in reader:
-            if not "".join(row).strip():
-                continue
-            if len(row) != len(header):
-                raise DataFormatError(
-                    path, f"row has {len(row)} fields but the header has {len(header)}", reader.line_num
-                )
-            rows.append(row)
-            line_numbers.append(reader.line_num)
-    if not rows:
-        raise DataFormatError(path, "no interactions found: the file has a header but no rows")
-    return header, rows, line_numbers
-
-
-def _interactions_from_table(
+def read_parquet(
     path,
-    column_names: list[str],
-    rows: list[list[str]],
-    line_numbers: list[int],
-    user_col: str,
-    item_col: str,
-    time_col: Optional[str],
+    *,
+    user_col: str = "user",
+    item_col: str = "item",
+    time_col: Optional[str] = "timestamp",
+    rating_col: str = "rating",
+    min_rating=None,
+    drop_duplicates: bool = True,
+    k_core=None,
 ) -> InteractionData:
-    """Group rows by user (users in sorted id order) and sort each user's items by time."""
+    """Read a Parquet file's named columns (needs ``pip install pyarrow``)."""
+    from .parquet import read_parquet_table
 
-    def column(name: str) -> np.ndarray:
-        if name not in column_names:
-            raise DataFormatError(path, f"missing column {name!r}; columns are {column_names}", 1)
-        index = column_names.index(name)
-        values = np.array([row[index] for row in rows])
-        _check_no_empty_values(path, name, values, line_numbers)
-        return values
+    check_options(path, min_rating, k_core)
+    wanted = [user_col, item_col, time_col, rating_col if min_rating is not None else None]
+    table = read_parquet_table(path, [name for name in wanted if name is not None])
+    log = _log_from_table(table, user_col, item_col, time_col, wanted[-1])
+    return to_interactions(path, log, dataset_name(path), min_rating, drop_duplicates, k_core)
 
-    user_keys = integers_if_possible(column(user_col))
-    items = integers_if_possible(column(item_col))
-    user_ids, user_codes = np.unique(user_keys, return_inverse=True)
-    if time_col is None:
-        order = np.argsort(user_codes, kind="stable")
+
+def _log_from_table(
+    table: Table, user_col: str, item_col: str, time_col: Optional[str], rating_col: Optional[str]
+) -> Log:
+    """Users in sorted id order, each one's rows sorted by time (ties in file order)."""
+    user_ids, user_codes = sorted_ids_and_codes(_ids(table, user_col, "user_col"))
+    item_ids, item_codes = sorted_ids_and_codes(_ids(table, item_col, "item_col"))
+    times = ratings = None
+    if time_col is not None:
+        times = parse_times(table, table.column(time_col, "pass time_col (None keeps the file order)"))
+        order = np.argsort(times, kind="stable")
+        order = order[np.argsort(user_codes[order], kind="stable")]
     else:
-        # Two stable sorts: by time, then by user; equal times keep the file order.
-        by_time = np.argsort(_parse_times(path, column(time_col), line_numbers), kind="stable")
-        order = by_time[np.argsort(user_codes[by_time], kind="stable")]
-    lengths = np.bincount(user_codes, minlength=len(user_ids))
-    return build_interactions(path, user_ids.tolist(), items[order], lengths)
+        order = np.argsort(user_codes, kind="stable")
+    if rating_col is not None:
+        ratings = parse_numbers(
+            table, table.column(rating_col, "min_rating needs it; pass rating_col"), "rating"
+        )
+    return Log(
+        user_ids=user_ids,
+        user_codes=user_codes[order],
+        item_ids=item_ids,
+        item_codes=item_codes[order],
+        times=None if times is None else times[order],
+        ratings=None if ratings is None else ratings[order],
+    )
 
 
-def _check_no_empty_values(path, name: str, values: np.ndarray, line_numbers: list[int]) -> None:
-    empty = np.flatnonzero(np.char.str_len(np.char.strip(values)) == 0)
-    if len(empty):
-        raise DataFormatError(path, f"empty value in column {name!r}", line_numbers[empty[0]])
+def _ids(table: Table, name: str, option: str) -> np.ndarray:
+    """A column of ids: tokens, integers if every one is; a numeric column (Parquet) must hold
+    whole numbers."""
+    values = table.column(name, f"pass {option}")
+    if values.dtype.kind == "U":
+        return integers_if_possible(values)
+    if values.dtype.kind == "f":
+        fractional = np.flatnonzero(~np.isfinite(values) | (values != np.round(values)))
+        if len(fractional):
+            raise table.error(
+                f"id {values[fractional[0]]!r} in column {name!r} is not a whole number", int(fractional[0])
+            )
+    return values.astype(np.int64)
 
 
-# Timestamp formats, tried in this order on the first timestamp; every other must match it.
-_TIME_FORMATS = {np.dtype(np.float64): "a number", np.dtype("datetime64[ns]"): "an ISO-8601 date"}
+def load_dataset(
+    path,
+    format: str = "auto",
+    *,
+    columns: Optional[Sequence[str]] = None,
+    sep: Optional[str] = None,
+    encoding: str = "utf-8",
+    user_col: Optional[str] = None,
+    item_col: Optional[str] = None,
+    time_col: Optional[str] = "timestamp",
+    rating_col: str = "rating",
+    min_rating: Optional[float] = None,
+    drop_duplicates: bool = True,
+    k_core: Optional[int] = None,
+) -> InteractionData:
+    """Read ``path`` with the reader for its format: ``txt``, ``inter``, ``csv``, ``tsv`` or
+    ``parquet``, each optionally compressed (``.gz``, ``.bz2``, ``.xz``, ``.zst``).
 
-
-def _parse_times(path, values: np.ndarray, line_numbers: list[int]) -> np.ndarray:
-    """Parse timestamps as numbers or, when the first is not a number, as ISO-8601 dates."""
-    dtype = next((dtype for dtype in _TIME_FORMATS if _parses(_as(dtype), values[0])), None)
-    if dtype is None:
-        message = f"timestamp {str(values[0])!r} is neither a number nor an ISO-8601 date"
-        raise DataFormatError(path, message, line_numbers[0])
-    try:
-        times = values.astype(dtype)
-    except ValueError:
-        bad = next(i for i, value in enumerate(values) if not _parses(_as(dtype), value))
-        message = f"timestamp {str(values[bad])!r} is not {_TIME_FORMATS[dtype]}"
-        raise DataFormatError(path, message, line_numbers[bad]) from None
-    missing = np.isnat(times) if dtype.kind == "M" else ~np.isfinite(times)
-    if missing.any():
-        bad = int(np.flatnonzero(missing)[0])
-        message = f"timestamp {str(values[bad])!r} is missing or infinite"
-        raise DataFormatError(path, message, line_numbers[bad])
-    return times
-
-
-def _as(dtype: np.dtype) -> Callable:
-    return partial(np.asarray, dtype=dtype)
-
-
-def _parses(parse: Callable, value: str) -> bool:
-    try:
-        parse(value)
-    except ValueError:
-        return False
-    return True
-
-
-_READERS_BY_FORMAT: dict[str, Callable[..., InteractionData]] = {
-    "txt": read_sequence_file,
-    "inter": read_recbole_inter,
-    "csv": partial(read_csv, sep=","),
-    "tsv": partial(read_csv, sep="\t"),
-}
-
-
-def load_dataset(path, format: str = "auto") -> InteractionData:
-    """Read ``path`` with the reader for its format: ``txt``, ``inter``, ``csv`` or ``tsv``.
-
-    ``format="auto"`` takes the format from the file extension.
+    ``format="auto"`` takes the format from the name (``ratings.csv.gz`` is csv); ``columns``
+    makes any file but ``.inter``/``.parquet`` a header-less delimited table (so ``u.data``
+    needs no ``format``).  ``user_col``/``item_col`` default to the format's names (``user_id``
+    and ``item_id`` for ``.inter``, ``user`` and ``item`` otherwise).  Options that do not
+    apply to the format are rejected, not ignored.
     """
+    check_file(path)
+    format = _resolve_format(path, format, columns)
+    filters = dict(min_rating=min_rating, drop_duplicates=drop_duplicates, k_core=k_core)
+    names = dict(time_col=time_col, rating_col=rating_col)
+    names.update({option: name for option, name in (("user_col", user_col), ("item_col", item_col)) if name})
+    if format == "txt":
+        named = dict(user_col=user_col, item_col=item_col, time_col=time_col not in (None, "timestamp"))
+        _reject(path, format, sep=sep, rating_col=rating_col != "rating", **named)
+        return read_sequence_file(path, encoding=encoding, **filters)
+    if format == "parquet":
+        _reject(path, format, sep=sep, encoding=encoding != "utf-8")
+        return read_parquet(path, **names, **filters)
+    if format == "inter":
+        return read_recbole_inter(path, sep=sep or "\t", encoding=encoding, **names, **filters)
+    return read_csv(path, sep, columns=columns, encoding=encoding, **names, **filters)
+
+
+def _resolve_format(path, format: str, columns) -> str:
+    named_format = format_and_compression(path)[0]
     if format == "auto":
-        format = Path(path).suffix.lower().lstrip(".")
-    if format not in _READERS_BY_FORMAT:
-        known = ", ".join(_READERS_BY_FORMAT)
-        raise ValueError(f"unknown data format {format!r} for {path}; expected one of: {known}")
-    return _READERS_BY_FORMAT[format](path)
+        if columns is not None and named_format not in ("inter", "parquet"):
+            return "csv"
+        format = named_format
+    if format not in FORMATS:
+        given = f"data format {format!r}" if format else "data format (the name has no extension)"
+        compressed = ", ".join(COMPRESSIONS)
+        message = (
+            f"unknown {given}; expected one of {', '.join(FORMATS)}, each optionally compressed "
+            f"({compressed}, e.g. ratings.csv.gz), or columns=... for a header-less delimited file"
+        )
+        raise DataFormatError(path, message)
+    if columns is not None and format in ("txt", "inter", "parquet"):
+        raise DataFormatError(
+            path, f"columns: names the fields of a header-less delimited file; a {format} file has its own"
+        )
+    return format
+
+
+def _reject(path, format: str, **given) -> None:
+    for option, value in given.items():
+        if value not in (None, False):
+            raise DataFormatError(path, f"{option}: does not apply to {format} files")
