@@ -1,6 +1,6 @@
 """The compiled InfoNCE kernels (C++ on the CPU, CUDA on a GPU) against the PyTorch reference.
 
-Accuracy rule (DESIGN.md §3): the kernel's error against a float64 reference is at most twice
+Accuracy rule (docs/design.md §3): the kernel's error against a float64 reference is at most twice
 the error of the same-dtype PyTorch reference, plus a small per-dtype slack relative to the
 magnitude of the result.  Float64 inputs run in float64 in both kernels, which is what
 torch.autograd.gradcheck needs.

@@ -2,7 +2,7 @@
 
 Without a GPU the kernels run on Triton's CPU interpreter (tests/conftest.py sets
 TRITON_INTERPRET=1), so shapes are small; the same tests run on CUDA when there is one.
-Accuracy rule (DESIGN.md §3): the kernel's error against a float64 reference is at most
+Accuracy rule (docs/design.md §3): the kernel's error against a float64 reference is at most
 twice the error of the same-dtype PyTorch reference, plus a small per-dtype atol.
 """
 
@@ -39,7 +39,7 @@ ATOL = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
 
 
 def error_factor(dtype):
-    """2 (DESIGN.md §3), but 4 for bfloat16 on the interpreter: it converts fp32 to bf16 by
+    """2 (docs/design.md §3), but 4 for bfloat16 on the interpreter: it converts fp32 to bf16 by
     truncation where GPUs round to nearest, which doubles every rounding error and biases
     sums over L.  (With round-to-nearest patched in, the kernels meet the factor 2 there.)"""
     return 4 if dtype == torch.bfloat16 and INTERPRETING else 2

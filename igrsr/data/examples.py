@@ -120,7 +120,7 @@ def _user_indices(user_ids: Optional[Sequence[int]], num_sequences: int) -> np.n
 class PrefixExamples(_ConcatenatedSequences):
     """One example per (history prefix -> next item) of every training sequence.
 
-    A sequence of length L gives L - 1 examples, with prefixes of length 1..L-1 (DESIGN §1:
+    A sequence of length L gives L - 1 examples, with prefixes of length 1..L-1 (docs/design.md §1:
     the loss is at the final position of each prefix). Each example is
     ``{"history": LongTensor(max_len) left-padded, "target": LongTensor(), "user": LongTensor()}``,
     where ``user`` is ``user_ids[i]`` for sequence ``i`` (default ``i``).

@@ -1,4 +1,4 @@
-"""Random item replacement for the noise robustness study (DESIGN §2)."""
+"""Random item replacement for the noise robustness study (docs/design.md §2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Leave-one-out split (DESIGN §2): last item for test, second-last for validation."""
+"""Leave-one-out split (docs/design.md §2): last item for test, second-last for validation."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The embedded default dataset: synthetic sequences with planted latent intents (DESIGN §2).
+"""The embedded default dataset: synthetic sequences with planted latent intents (docs/design.md §2).
 
 How a sequence is generated:
 

@@ -1,4 +1,4 @@
-"""Full-ranking evaluation of a scorer over users (DESIGN §2)."""
+"""Full-ranking evaluation of a scorer over users (docs/design.md §2)."""
 
 from __future__ import annotations
 

@@ -80,7 +80,12 @@ class SequentialRecommender(nn.Module):
         self.max_len = max_len
 
     def training_loss(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, float]]:
-        """The loss to minimize on one batch, and its named parts for logging."""
+        """The loss to minimize on one batch, and its named parts for logging.
+
+        A batch (``igrsr.data.examples``) holds ``history`` (B, L) left-padded item ids, ``user``
+        (B,) user indices, and ``targets`` (B, L) aligned next items (0 where padded) for a
+        ``"sequence"`` model or ``target`` (B,) the next item for a ``"prefix"`` model.
+        """
         raise NotImplementedError
 
     def score(self, history: torch.Tensor, users: torch.Tensor) -> torch.Tensor:

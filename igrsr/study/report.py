@@ -44,7 +44,7 @@ def main_table(raw: Dict) -> List[str]:
     return markdown_table(header, lines)
 
 
-# What the paper reports, for the report's comparison (see docs/paper-summary.md).
+# What the paper (arXiv 2512.14034) reports, for the report's comparison: its headline numbers.
 PAPER_GAIN_OVER_BEST_BASELINE = 7.13  # percent, averaged over metrics
 PAPER_NOISE_DROP = {"IGR-SR": 10.4, "others": (16.2, 18.6)}  # percent of NDCG at 20% noise
 PAPER_BEST_INTENTS = (3, 4)
