@@ -70,14 +70,18 @@ class SequentialRecommender(nn.Module):
     example_kind = "sequence"
     Config: Type[Config] = Config
 
-    def __init__(self, num_items: int, max_len: int):
+    def __init__(
+        self, num_items: int, config: Optional[Config], options: Mapping[str, Any], max_len: Optional[int] = None
+    ):
+        """``self.config``: ``config`` (default: the published one) with ``options`` replacing its
+        fields, so ``Model(n, config)`` and ``Model(n, dropout=0.2)`` both work; ``max_len``: the
+        config's, unless given (a stage 2 takes its backbone's)."""
         super().__init__()
         if num_items < 1:
             raise ValueError(f"num_items must be >= 1, got {num_items}")
-        if max_len < 1:
-            raise ValueError(f"max_len must be >= 1, got {max_len}")
+        self.config = resolve_config(type(self).Config, config, options)
         self.num_items = num_items
-        self.max_len = max_len
+        self.max_len = self.config.max_len if max_len is None else max_len
 
     def training_loss(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, float]]:
         """The loss to minimize on one batch, and its named parts for logging.

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import option
-from .base import SequentialRecommender, TransformerConfig, resolve_config
+from .base import SequentialRecommender, TransformerConfig
 from .sasrec import SASRecEncoder
 
 
@@ -45,9 +45,8 @@ class BERT4Rec(SequentialRecommender):
     Config = BERT4RecConfig
 
     def __init__(self, num_items: int, config: Optional[BERT4RecConfig] = None, **options):
-        config = resolve_config(BERT4RecConfig, config, options)
-        super().__init__(num_items, config.max_len)
-        self.config = config
+        super().__init__(num_items, config, options)
+        config = self.config
         self.mask_ratio = config.mask_ratio
         self.mask_token = num_items + 1
         # One extra item id ([mask]) and one extra position (the mask slot after a full history).

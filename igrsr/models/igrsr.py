@@ -27,9 +27,8 @@ from torch import nn
 
 from ..config import Config, option
 from ..nn import MAX_INTENTS, CausalTransformerLayer, DeliberativeReasonerLayer, InfoNCELoss, use_backend
-from .base import SequentialRecommender, check_backend_option, check_heads, resolve_config
+from .base import SequentialRecommender, check_backend_option, check_heads
 from .sasrec import SASRec, SASRecConfig, SASRecEncoder
-
 
 Fusion = Literal["cross_attention", "concat"]
 
@@ -225,10 +224,9 @@ class IGRSR(SequentialRecommender):
     Config = IGRSRConfig
 
     def __init__(self, backbone: SASRec, config: Optional[IGRSRConfig] = None, **options):
-        config = resolve_config(IGRSRConfig, config, options)
+        super().__init__(backbone.num_items, config, options, max_len=backbone.max_len)
+        config = self.config
         config.check_backbone(backbone.config)
-        super().__init__(backbone.num_items, backbone.max_len)
-        self.config = config
         self.num_intents = config.num_intents
         self.mask_prob = config.mask_prob
         self.cl_weight = config.cl_weight

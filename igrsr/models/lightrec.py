@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import Config, option
-from .base import SequentialRecommender, resolve_config
+from .base import SequentialRecommender
 from .sasrec import SASRec
 
 CodebookChoice = Literal["bilinear", "euclidean"]
@@ -216,11 +216,10 @@ class LightRec(SASRec):
     Config = LightRecConfig
 
     def __init__(self, backbone: SASRec, config: Optional[LightRecConfig] = None, **options):
-        config = resolve_config(LightRecConfig, config, options)
         # The backbone's encoder is the starting point, so SASRec's own construction (a fresh
         # encoder) is skipped.
-        SequentialRecommender.__init__(self, backbone.num_items, backbone.max_len)
-        self.config = config
+        SequentialRecommender.__init__(self, backbone.num_items, config, options, max_len=backbone.max_len)
+        config = self.config
         self.loss_kind = backbone.loss_kind
         self.encoder = copy.deepcopy(backbone.encoder).requires_grad_(True)
         keys = backbone.item_embeddings[1:]  # copied and detached by the table

@@ -6,7 +6,7 @@ from typing import Dict, Optional, Tuple
 import torch
 
 from ..config import Config, option
-from .base import SequentialRecommender, resolve_config
+from .base import SequentialRecommender
 
 
 @dataclass(frozen=True)
@@ -30,9 +30,7 @@ class Popularity(SequentialRecommender):
     Config = PopularityConfig
 
     def __init__(self, num_items: int, config: Optional[PopularityConfig] = None, **options):
-        config = resolve_config(PopularityConfig, config, options)
-        super().__init__(num_items, config.max_len)
-        self.config = config
+        super().__init__(num_items, config, options)
         self.register_buffer("counts", torch.zeros(num_items + 1))
 
     def training_loss(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, float]]:

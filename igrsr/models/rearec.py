@@ -31,7 +31,7 @@ from torch import nn
 
 from ..config import option
 from ..nn import Dropout, InfoNCELoss
-from .base import SequentialRecommender, TransformerConfig, resolve_config
+from .base import SequentialRecommender, TransformerConfig
 from .sasrec import SASRecEncoder
 
 
@@ -68,9 +68,8 @@ class ReaRec(SequentialRecommender):
     Config = ReaRecConfig
 
     def __init__(self, num_items: int, config: Optional[ReaRecConfig] = None, **options):
-        config = resolve_config(type(self).Config, config, options)
-        super().__init__(num_items, config.max_len)
-        self.config = config
+        super().__init__(num_items, config, options)
+        config = self.config
         self.reasoning_steps = config.reasoning_steps
         self.temperature = config.reasoning_temperature
         self.backend = config.backend

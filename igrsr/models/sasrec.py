@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..nn import CausalTransformerLayer, Dropout
 from ..config import option
-from .base import SequentialRecommender, TransformerConfig, resolve_config
+from ..nn import CausalTransformerLayer, Dropout
+from .base import SequentialRecommender, TransformerConfig
 
 
 @dataclass(frozen=True)
@@ -120,11 +120,9 @@ class SASRec(SequentialRecommender):
     Config = SASRecConfig
 
     def __init__(self, num_items: int, config: Optional[SASRecConfig] = None, **options):
-        config = resolve_config(SASRecConfig, config, options)
-        super().__init__(num_items, config.max_len)
-        self.config = config
-        self.loss_kind = config.loss
-        self.encoder = SASRecEncoder.from_config(num_items, config)
+        super().__init__(num_items, config, options)
+        self.loss_kind = self.config.loss
+        self.encoder = SASRecEncoder.from_config(num_items, self.config)
 
     @property
     def item_embeddings(self) -> torch.Tensor:

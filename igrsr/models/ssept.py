@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ..config import option
-from .base import SequentialRecommender, TransformerConfig, check_heads, resolve_config
+from .base import SequentialRecommender, TransformerConfig, check_heads
 from .sasrec import SASRecEncoder
 
 
@@ -51,11 +51,10 @@ class SSEPT(SequentialRecommender):
     Config = SSEPTConfig
 
     def __init__(self, num_items: int, num_users: int, config: Optional[SSEPTConfig] = None, **options):
-        config = resolve_config(SSEPTConfig, config, options)
-        super().__init__(num_items, config.max_len)
+        super().__init__(num_items, config, options)
         if num_users < 1:
             raise ValueError(f"num_users must be >= 1, got {num_users}")
-        self.config = config
+        config = self.config
         d_model = config.d_model
         user_dim = d_model if config.user_dim is None else config.user_dim
         self.num_users = num_users
