@@ -390,10 +390,14 @@ def test_merging_can_take_some_models_of_one_study_only():
     retrained = seed_study(1, 0.2, {"codebook_start": "kmeans"})  # its LightRec differs
     with pytest.raises(ValueError, match="config.codebook_start"):  # a's LightRec is in too
         merge_studies({"a": seed_study(1, 0.1), "b": retrained}, only={"b": ["lightrec"]})
-    merged = merge_studies({"a": seed_study(1, 0.1), "b": retrained}, only={"a": ["sasrec", "igrsr"], "b": ["lightrec"]})
+    first = seed_study(1, 0.1)
+    first["paired"] = [{"model": "igrsr", "versus": label, "seed": 1, "metric": "NDCG@10"} for label in ("sasrec", "lightrec")]
+    merged = merge_studies({"a": first, "b": retrained}, only={"a": ["sasrec", "igrsr"], "b": ["lightrec"]})
     assert {row["label"]: row["test_mean"]["NDCG@10"] for row in merged["summary"]} == pytest.approx(
         {"sasrec": 0.1, "igrsr": 0.1, "lightrec": 0.2}
     )
+    # a's comparison with its own LightRec says nothing of b's, which the merged table shows
+    assert [row["versus"] for row in merged["paired"]] == ["sasrec"]
 
 
 def test_report_of_one_seed_per_study_equals_the_study_of_both_seeds(data_file, tmp_path, capsys):

@@ -1,6 +1,6 @@
 """One study of the runs of several: e.g. seeds trained as separate jobs, parts run apart."""
 
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from ..train import TrainConfig
 from .stats import summarize
@@ -33,6 +33,8 @@ def merge_studies(
         refuse_differences(study_settings(first), study_settings(raw), f"{name} differs from {first_name} in")
     records: List[Dict[str, Any]] = []
     dropped: List[str] = []
+    # The labels whose merged runs each study recorded: its paired comparisons hold for those only.
+    contributed: Dict[str, Set[str]] = {name: set() for name in studies}
     cells: Dict[Tuple, Tuple[str, Dict[str, Any], Dict[int, Dict[str, Any]]]] = {}
     for name, raw in studies.items():
         kept_models = (only or {}).get(name, models)
@@ -46,17 +48,18 @@ def merge_studies(
                 expected, record["settings"], f"{where} of {name} trained with other settings than in {source}:"
             )
             seen = seeds.get(record["seed"])
-            if seen is not None:
-                if seen["test"] != record["test"]:
-                    if not keep_first:
-                        raise ValueError(
-                            f"{where}: seed {record['seed']} has other test results in {name} than before "
-                            "(a retrained run? keep the first study's with keep_first / --keep-first)"
-                        )
-                    dropped.append(f"{where}, seed {record['seed']}, of {name}")
+            if seen is not None and seen["test"] != record["test"]:
+                if not keep_first:
+                    raise ValueError(
+                        f"{where}: seed {record['seed']} has other test results in {name} than before "
+                        "(a retrained run? keep the first study's with keep_first / --keep-first)"
+                    )
+                dropped.append(f"{where}, seed {record['seed']}, of {name}")
                 continue
-            seeds[record["seed"]] = record
-            records.append(record)
+            contributed[name].add(record["label"])
+            if seen is None:
+                seeds[record["seed"]] = record
+                records.append(record)
     if not records:
         raise ValueError(f"no run of the models {list(models or [])} in the studies")
     seeds = sorted({record["seed"] for record in records})
@@ -68,14 +71,18 @@ def merge_studies(
         "seeds": seeds,
         "train": {**first["train"], "seed": seeds[0]},
         "records": records,
-        "paired": lowest_seed_comparisons(studies.values(), {record["label"] for record in records}),
+        "paired": lowest_seed_comparisons(studies, contributed),
         "summary": summarize(records),
     }
 
 
-def lowest_seed_comparisons(studies: Iterable[Dict[str, Any]], labels: Set[str]) -> List[Dict[str, Any]]:
-    """The paired comparisons between ``labels`` of the lowest seed that has any, once each."""
-    rows = [row for raw in studies for row in raw.get("paired", []) if {row["model"], row["versus"]} <= labels]
+def lowest_seed_comparisons(studies: Dict[str, Dict[str, Any]], labels: Dict[str, Set[str]]) -> List[Dict[str, Any]]:
+    """The paired comparisons of the lowest seed that has any, once each; a study's comparison
+    counts only between ``labels[study]``, the labels whose merged runs are that study's."""
+    rows = [
+        row for name, raw in studies.items() for row in raw.get("paired", [])
+        if {row["model"], row["versus"]} <= labels[name]
+    ]  # fmt: skip
     lowest = min((row["seed"] for row in rows), default=None)
     kept: Dict[str, Dict[str, Any]] = {}
     for row in rows:
