@@ -61,9 +61,17 @@ def parse(parser: argparse.ArgumentParser, argv: List[str]) -> argparse.Namespac
     return args
 
 
+# What a user's input can cause: bad options, config files and data (DataFormatError and
+# UnicodeError are ValueErrors), and files that cannot be read or written (OSError: missing,
+# a directory, no permission, disk full).  Anything else is a bug and keeps its traceback.
+USER_ERRORS = (CommandError, ConfigError, BackendUnavailableError, ValueError, OSError)
+
+
 def one_line(error: BaseException) -> str:
     if isinstance(error, ConfigError):
         return f"{flag(error.option)} {error.problem}"
+    if isinstance(error, OSError) and error.filename is not None and error.strerror:
+        return f"{error.filename}: {error.strerror}"
     return " ".join(str(error).split())
 
 
@@ -77,7 +85,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             parser.print_help()
             return EXIT_BAD_INPUT
         return args.handler(args)
-    except (CommandError, ConfigError, BackendUnavailableError, ValueError, FileNotFoundError) as error:
+    except USER_ERRORS as error:
         if debug:
             raise
         command = next((word for word in argv if not word.startswith("-")), "")
