@@ -6,6 +6,11 @@ from it (:mod:`igrsr.cli.options`) and a config file may set them.  :func:`load_
 in ``InteractionData.source`` the file and the options it was read with: a run keeps them
 (``run.json``, under ``data.source``), so a later command can read the same file the same way
 again and map the model's item numbers back to the file's own ids.
+
+The reader options are not part of a run's key: what they change is the sequences, and the
+data's fingerprint (in the key) covers those.  Two readings that give the same sequences train
+the same model, so they share a run, which records the first reading's source; the id maps
+come from the data a later command reads (checked against the fingerprint), not from the run.
 """
 
 from __future__ import annotations
