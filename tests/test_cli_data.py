@@ -10,7 +10,8 @@ from test_data import BAD_INPUTS, ML_COLUMNS
 
 from igrsr.cli import main
 from igrsr.cli.options import flag
-from igrsr.data import DataConfig, load_dataset, reload_data
+from igrsr.data import DataConfig, load_data, load_dataset, reload_data
+from igrsr.train.runs import data_fingerprint
 
 
 def one_line_error(capsys, *args) -> str:
@@ -160,3 +161,11 @@ def test_files_that_cannot_be_written_are_one_line_and_debug_shows_the_traceback
         main(["--debug", *args, "--out", str(blocked / "runs")])
     with pytest.raises(ValueError, match="is a directory, not a data file"):
         main(["--debug", "train", "--data", str(tmp_path)])
+
+
+def test_the_synthetic_data_is_recorded_and_rebuilt_as_generated():
+    quick = load_data(None, synthetic={"num_users": 40, "seq_len": (5, 9)})
+    recorded = json.loads(json.dumps(quick.source))  # as run.json stores it
+    assert recorded == {"path": "synthetic", "synthetic": {"num_users": 40, "seq_len": [5, 9]}}
+    assert data_fingerprint(reload_data(recorded)) == data_fingerprint(quick)
+    assert data_fingerprint(reload_data(recorded, "synthetic")) == data_fingerprint(quick)

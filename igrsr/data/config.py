@@ -108,10 +108,11 @@ def reload_data(source: Mapping[str, Any], path: Optional[str] = None) -> Intera
     options it was read with; ``path`` reads another copy of the file (moved, say) instead."""
     if not source:
         raise ValueError("the run records no data source (an older igrsr trained it); pass --data and reader options")
-    if path is None and is_synthetic(source["path"]):
-        return load_data(None, synthetic=source.get("synthetic", {}))
+    path = source["path"] if path is None else path
+    if is_synthetic(path):
+        return load_data(None, synthetic=source.get("synthetic", {}) if is_synthetic(source["path"]) else {})
     reader = DataConfig.from_dict(source.get("reader", {}), source="the run's data.source")
-    return load_data(path if path is not None else source["path"], reader)
+    return load_data(path, reader)
 
 
 __all__ = ["SYNTHETIC", "DataConfig", "is_synthetic", "load_data", "reload_data"]

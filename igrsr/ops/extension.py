@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -55,10 +56,11 @@ def load_error() -> Optional[str]:
     with _lock:
         if not _build_tried:
             _build_tried = True
-            _extension, _build_error = _build()
-            if _extension is not None:
+            module, _build_error = _build()
+            if module is not None:
                 for register in _on_load:
                     register()
+                _extension = module  # published once its Python parts are registered
     return _build_error
 
 
@@ -101,9 +103,9 @@ def _build():
     defines = ["-DIGRSR_WITH_CUDA=1"] if with_cuda else []
     build_dir = _cache_root() / _build_name(torch, csrc, with_cuda, flags)
     try:
-        build_dir.mkdir(parents=True, exist_ok=True)
+        sources = _copy_sources(csrc, build_dir / "csrc")
     except OSError as error:
-        return None, _unavailable(f"{not_loaded}, and the folder to compile it in cannot be made ({error})")
+        return None, _unavailable(f"{not_loaded}, and the folder to compile it in cannot be written ({error})")
     if not (build_dir / f"{MODULE_NAME}.so").exists():
         kernels = "C++ and CUDA" if with_cuda else "C++"
         print(
@@ -116,11 +118,11 @@ def _build():
         with _ninja_on_path():
             module = cpp_extension.load(
                 name=MODULE_NAME,
-                sources=extension_sources.extension_sources(csrc, with_cuda),
+                sources=extension_sources.extension_sources(sources, with_cuda),
                 extra_cflags=flags["cxx"] + defines,
                 extra_cuda_cflags=flags.get("nvcc", []) + defines,
                 extra_ldflags=flags["ld"],
-                extra_include_paths=[str(csrc)],
+                extra_include_paths=[str(sources)],
                 build_directory=str(build_dir),
                 with_cuda=with_cuda,
             )
@@ -129,6 +131,23 @@ def _build():
         log.write_text(str(error), encoding="utf-8")
         return None, _unavailable(f"{not_loaded}, and compiling it failed: {compiler_message(str(error))} (log: {log})")
     return module, None
+
+
+def _copy_sources(csrc: Path, target: Path) -> Path:
+    """The sources, copied into the build folder once: ninja knows files by their path, so the
+    same sources elsewhere (a checkout's, then a wheel's) reuse the build instead of redoing it."""
+    if not target.is_dir():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".csrc."))
+        for path in extension_sources.shipped_files(csrc):
+            copy = staging / path.relative_to(csrc)
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, copy)
+        try:
+            staging.rename(target)
+        except OSError:  # another process put its copy there first
+            shutil.rmtree(staging)
+    return target
 
 
 def compiler_message(output: str, lines: int = 2) -> str:
