@@ -55,7 +55,7 @@ print(json.dumps({
 PY
 cat "$RESULTS/environment.json"
 stage build "$BUILD_LIMIT" "$PYTHON" -m pip install --no-build-isolation --no-deps -e .
-"$PYTHON" -c "import igrsr.ops.extension as e; print('compiled extension:', e.LOAD_ERROR or 'loaded')" \
+"$PYTHON" -c "import igrsr.ops.extension as e; print('compiled extension:', e.load_error() or 'loaded')" \
     | tee -a "$RESULTS/stages.txt"
 workers=$("$PYTHON" -c "import xdist" 2>/dev/null && echo "-n 8")
 per_case_limit=$("$PYTHON" -c "import pytest_timeout" 2>/dev/null && echo "--timeout=$BENCH_TEST_LIMIT")

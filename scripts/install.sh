@@ -14,4 +14,4 @@ if ! "$PYTHON" -c "import torch" 2>/dev/null; then
 fi
 "$PYTHON" -m pip install setuptools wheel ninja
 MAX_JOBS=${MAX_JOBS:-2} "$PYTHON" -m pip install --no-build-isolation -e ".[test]"
-"$PYTHON" -c "import igrsr, igrsr.ops.extension as e; print('igrsr', igrsr.__version__, 'installed; compiled InfoNCE:', e.LOAD_ERROR or 'built')"
+"$PYTHON" -c "import igrsr, igrsr.ops.extension as e; print('igrsr', igrsr.__version__, 'installed; compiled InfoNCE:', e.load_error() or 'built')"

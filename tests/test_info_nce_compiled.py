@@ -9,6 +9,7 @@ The C++ kernel must be built (``pip install --no-build-isolation -e .``): a test
 backend "cpu" gets it or fails with the reason, never a silent fallback.
 """
 
+import os
 import subprocess
 import sys
 
@@ -105,8 +106,9 @@ def test_cuda_backend_says_why_it_cannot_take_cpu_tensors():
 
 
 def test_missing_extension_is_reported_and_the_reference_still_works(tmp_path):
-    """In a fresh interpreter where igrsr._C cannot be imported: import igrsr works, auto and
-    the reference run, and backend "cpu" names the reason."""
+    """In a fresh interpreter where igrsr._C cannot be imported (nor compiled at first use,
+    which IGRSR_BUILD_EXTENSION=0 turns off): import igrsr works, auto and the reference run,
+    and backend "cpu" names the reason."""
     script = (
         "import sys; sys.modules['igrsr._C'] = None\n"
         "import torch, igrsr\n"
@@ -119,9 +121,10 @@ def test_missing_extension_is_reported_and_the_reference_still_works(tmp_path):
         "except BackendUnavailableError as error:\n"
         "    print(error)\n"
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    env = {**os.environ, "IGRSR_BUILD_EXTENSION": "0"}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == 0, result.stderr
-    assert "igrsr._C is not available" in result.stdout
+    assert "igrsr._C is not available" in result.stdout and "IGRSR_BUILD_EXTENSION=0" in result.stdout
 
 
 # --------------------------------------------------------------------------- accuracy

@@ -6,7 +6,8 @@ robustness, ablations, sweeps) and writes a report; ``--quick`` is a small versi
 evaluate RUN_DIR ...`` scores runs' best checkpoints, an interrupted run's included, and with
 ``--versus RUN_DIR`` compares each with another run user by user.  ``igrsr report STUDY ...
 --out DIR`` makes one report of several studies; ``igrsr report --results MANIFEST`` the
-results page.  ``igrsr migrate PATH`` rewrites files of an older igrsr.
+results page.  ``igrsr export RUN_DIR --out DIR`` writes a run's model as a self-contained
+top-K scorer (torch.export, ONNX) with the data's id maps.  ``igrsr migrate PATH`` rewrites files of an older igrsr.
 
 Every model option and training setting is generated from its dataclass (:mod:`.options`);
 a bad value, file or option ends the command with one line naming it and exit status 2
@@ -19,6 +20,7 @@ from typing import List, Optional
 
 from ..config import ConfigError
 from ..ops import BackendUnavailableError
+from .export import add_export_command
 from .options import MODEL_OPTIONS_KEY, CommandError, config_file_path, file_defaults, flag, model_fields, read_config_file
 from .study import add_study_commands
 from .train import add_train_command
@@ -41,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command")
     add_train_command(commands)
     add_study_commands(commands)
+    add_export_command(commands)
     migrate = commands.add_parser("migrate", help="rewrite run directories and study files of an older igrsr")
     migrate.add_argument("paths", nargs="+", help="study.json files, or folders searched for studies and runs")
     migrate.set_defaults(handler=command_migrate)
@@ -61,9 +64,17 @@ def parse(parser: argparse.ArgumentParser, argv: List[str]) -> argparse.Namespac
     return args
 
 
+# What a user's input can cause: bad options, config files and data (DataFormatError and
+# UnicodeError are ValueErrors), and files that cannot be read or written (OSError: missing,
+# a directory, no permission, disk full).  Anything else is a bug and keeps its traceback.
+USER_ERRORS = (CommandError, ConfigError, BackendUnavailableError, ValueError, OSError)
+
+
 def one_line(error: BaseException) -> str:
     if isinstance(error, ConfigError):
         return f"{flag(error.option)} {error.problem}"
+    if isinstance(error, OSError) and error.filename is not None and error.strerror:
+        return f"{error.filename}: {error.strerror}"
     return " ".join(str(error).split())
 
 
@@ -77,7 +88,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             parser.print_help()
             return EXIT_BAD_INPUT
         return args.handler(args)
-    except (CommandError, ConfigError, BackendUnavailableError, ValueError, FileNotFoundError) as error:
+    except USER_ERRORS as error:
         if debug:
             raise
         command = next((word for word in argv if not word.startswith("-")), "")

@@ -5,14 +5,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Dict
 
-from ..data import InteractionData, make_synthetic
+from ..data import InteractionData
 from ..study import ABLATION_NAMES, ALL_MODELS, Study, StudyPlan, first_users, main_table, merge_studies, run_study
 from ..study.report import write_report
 from ..study.results_page import write_results
-from ..train import load_data
 from ..train.checkpoint import load_versioned, save_json
+from .data import add_data_options, command_data, data_config
 from .options import CommandError, model_options
-from .train import add_training_options, describe_data, parse_list, parse_models, set_threads, stage2_config, train_config
+from .train import add_training_options, parse_list, parse_models, set_threads, stage2_config, train_config
 
 # `igrsr study --quick`: a smaller synthetic dataset, one seed and a few epochs.
 QUICK_SYNTHETIC = dict(num_users=300, seq_len=(8, 20))
@@ -22,7 +22,7 @@ QUICK_SEEDS, FULL_SEEDS = 1, 3
 
 def study_data(args: argparse.Namespace) -> InteractionData:
     """The study's dataset: the file given, else the synthetic one (smaller with ``--quick``)."""
-    data = make_synthetic(**QUICK_SYNTHETIC) if args.data is None and args.quick else load_data(args.data)
+    data = command_data(args, QUICK_SYNTHETIC if args.data is None and args.quick else {})
     return first_users(data, args.users) if args.users is not None else data
 
 
@@ -71,8 +71,8 @@ def command_study(args: argparse.Namespace) -> int:
     if per_model:
         raise CommandError(f"igrsr study takes model options for every model; a config file's model_options "
                            f"({', '.join(per_model)}) would make its table cells differ from each other")  # fmt: skip
+    data_config(args)
     data = study_data(args)  # after every option is checked: a bad one fails at once
-    describe_data(data)
     num_seeds = args.seeds or (QUICK_SEEDS if args.quick else FULL_SEEDS)
     seeds = list(range(config.seed, config.seed + num_seeds))
     out = Path(args.out)
@@ -130,7 +130,7 @@ def command_report(args: argparse.Namespace) -> int:
 
 def add_study_commands(commands) -> None:
     study = commands.add_parser("study", help="the paper's experiments: main table, noise robustness, ablations, m/k sweeps")
-    study.add_argument("--data", default=None, help="dataset file; default: embedded synthetic")
+    add_data_options(study, "dataset file (as for igrsr train); default: embedded synthetic")
     study.add_argument("--out", default="study", help="directory of the report, raw results and runs")
     study.add_argument("--quick", action="store_true", help="small version: 1 seed, few epochs, fewer sweep points")
     study.add_argument("--seeds", type=int, default=None, help=f"seeds per run (default {FULL_SEEDS}, quick {QUICK_SEEDS})")

@@ -6,13 +6,14 @@ from typing import Dict, List, Tuple
 
 import torch
 
-from ..data import InteractionData, Split, leave_one_out
+from ..data import InteractionData, Split, is_synthetic, leave_one_out
 from ..eval import model_ranks, parse_metric, per_user_metric, ranking_metrics
 from ..models.registry import MODELS
 from ..study import format_paired, paired_bootstrap
-from ..train import SYNTHETIC_TRAINING, Stage2Config, TrainConfig, load_data, make_spec, train_model
+from ..train import SYNTHETIC_TRAINING, Stage2Config, TrainConfig, make_spec, train_model
 from ..train.checkpoint import save_json
-from ..train.runs import SYNTHETIC, is_finished, load_best, run_description
+from ..train.runs import is_finished, load_best, run_description
+from .data import add_data_options, command_data, data_config, run_data
 from .options import (
     CommandError, add_config_file_option, add_config_options, add_model_options, config_values, model_options,
 )  # fmt: skip
@@ -49,7 +50,7 @@ def set_threads(args: argparse.Namespace) -> None:
 
 
 def uses_synthetic_data(args: argparse.Namespace) -> bool:
-    return args.data in (None, SYNTHETIC)
+    return is_synthetic(args.data)
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
@@ -91,10 +92,6 @@ def format_table(results: List[Dict], columns: Dict[str, str]) -> str:
     return "\n".join(lines)
 
 
-def describe_data(data: InteractionData) -> None:
-    print(f"data: {data.name}: {data.num_users} users, {data.num_items} items, {data.num_interactions} interactions")
-
-
 def command_train(args: argparse.Namespace) -> int:
     set_threads(args)
     models = parse_models(args.model)
@@ -103,9 +100,9 @@ def command_train(args: argparse.Namespace) -> int:
     specs = [
         make_spec(name, options, train, stage2, backbone_run=args.backbone_run, model_options=per_model)
         for name in models
-    ]  # every option checked before the data is read or anything trains
-    data = load_data(args.data)
-    describe_data(data)
+    ]
+    data_config(args)  # every option checked before the data is read or anything trains
+    data = command_data(args)
     split = leave_one_out(data)
     results = [train_model(spec, data, split, Path(args.out), args.resume, args.fresh) for spec in specs]
     print(f"\ntest metrics (full ranking over {split.num_items} items, {len(split.train)} users):")
@@ -132,10 +129,11 @@ def command_evaluate(args: argparse.Namespace) -> int:
         raise CommandError(f"--metric: {error}") from None
     set_threads(args)
     runtime = TrainConfig(**config_values(args, TrainConfig), progress=False)
-    data = load_data(args.data)
-    split = leave_one_out(data)
+    data_config(args)
     run_dirs = [Path(run) for run in args.runs]
     versus = [Path(args.versus)] if args.versus else []
+    data = run_data(args, run_description(run_dirs[0]))
+    split = leave_one_out(data)
     # Each run is scored once, the --versus run too when it is also listed.
     scored = {run_dir: best_test_ranks(run_dir, data, split, runtime) for run_dir in dict.fromkeys([*versus, *run_dirs])}
     theirs = per_user_metric(scored[versus[0]][1], *metric).numpy() if versus else None
@@ -167,7 +165,10 @@ def command_evaluate(args: argparse.Namespace) -> int:
 
 def add_train_command(commands) -> None:
     train = commands.add_parser("train", help="train and evaluate models (default: SASRec and IGR-SR on synthetic data)")
-    train.add_argument("--data", default=None, help="dataset file (.txt, .inter, .csv, .tsv); default: embedded synthetic")
+    add_data_options(
+        train, "dataset file (.txt, .inter, .csv, .tsv, .parquet, any of them compressed, or a header-less "
+        "file with --columns); default: embedded synthetic",
+    )  # fmt: skip
     train.add_argument("--model", default=DEFAULT_MODELS, help=f"comma-separated models: {', '.join(sorted(MODELS))}")
     train.add_argument("--out", default="runs", help="directory of run folders")
     train.add_argument("--resume", action="store_true", help="continue interrupted runs from last.pt")
@@ -182,7 +183,7 @@ def add_train_command(commands) -> None:
 
     evaluate = commands.add_parser("evaluate", help="test metrics of run directories' best checkpoints, finished or not")
     evaluate.add_argument("runs", nargs="+", help="run directories (OUT/<dataset>/<model>-<hash>)")
-    evaluate.add_argument("--data", default=None, help="the runs' dataset file; default: embedded synthetic")
+    add_data_options(evaluate, "the runs' dataset file (default: the file the first run trained on, read as it was)")
     evaluate.add_argument("--json", default=None, help="also write the results to this JSON file")
     evaluate.add_argument(
         "--versus", default=None,

@@ -1,5 +1,6 @@
 """Interaction data: readers, the leave-one-out split, training examples, synthetic data, noise."""
 
+from .config import SYNTHETIC, DataConfig, is_synthetic, load_data, reload_data
 from .examples import (
     LengthBucketSampler,
     PrefixExamples,
@@ -15,6 +16,8 @@ from .split import Split, leave_one_out
 from .synthetic import make_synthetic
 
 __all__ = [
+    "SYNTHETIC",
+    "DataConfig",
     "DataFormatError",
     "InteractionData",
     "LengthBucketSampler",
@@ -23,7 +26,9 @@ __all__ = [
     "Split",
     "collate_trimmed",
     "inject_noise",
+    "is_synthetic",
     "leave_one_out",
+    "load_data",
     "load_dataset",
     "make_synthetic",
     "pad_left",
@@ -31,5 +36,6 @@ __all__ = [
     "read_parquet",
     "read_recbole_inter",
     "read_sequence_file",
+    "reload_data",
     "trim_left_padding",
 ]

@@ -28,7 +28,8 @@ class InteractionData:
     the original ids (numeric when every id is an integer that fits int64, else as strings), so
     the mapping is deterministic and files whose ids are already ``1..N`` keep them.
     ``preprocessing`` records what the reader filtered (see :mod:`igrsr.data.preprocess`),
-    e.g. ``{"duplicates_dropped": 3}``; empty when nothing was done.
+    e.g. ``{"duplicates_dropped": 3}``; empty when nothing was done.  ``source`` says how to
+    read the data again (the file and the reader options, :func:`igrsr.data.load_data` sets it).
     """
 
     sequences: list[np.ndarray]
@@ -37,6 +38,7 @@ class InteractionData:
     item_ids: np.ndarray
     name: str
     preprocessing: dict = field(default_factory=dict)
+    source: dict = field(default_factory=dict)
 
     @property
     def num_users(self) -> int:

@@ -87,7 +87,7 @@ def _rated_at_least(path, log: Log, min_rating: float, record: dict) -> np.ndarr
     keep = log.ratings >= min_rating
     if not keep.any():
         highest = f"the highest rating is {log.ratings.max():g}"
-        raise DataFormatError(path, f"min_rating={min_rating} removed every interaction ({highest})")
+        raise DataFormatError(path, f"min_rating={min_rating:g} removed every interaction ({highest})")
     _report(path, record, "min_rating", min_rating, removed=len(log) - int(keep.sum()))
     return keep
 
@@ -127,7 +127,7 @@ def _k_core(path, log: Log, keep: np.ndarray, k: int, record: dict) -> np.ndarra
 def _report(path, record: dict, option: str, value, removed: int) -> None:
     record[option] = value
     record[f"removed_by_{option}"] = removed
-    print(f"{path}: {option}={value} removed {removed} of {record['interactions_read']} interactions")
+    print(f"{path}: {option}={value:g} removed {removed} of {record['interactions_read']} interactions")
 
 
 def _duplicates(log: Log, keep: np.ndarray) -> np.ndarray:

@@ -10,6 +10,7 @@ stage 1 is shared by every IGR-SR run over the same SASRec settings.
 """
 
 import hashlib
+import pickle
 import platform
 import time
 from dataclasses import dataclass, replace
@@ -20,22 +21,13 @@ import numpy as np
 import torch
 
 from ..config import Config, digest
-from ..data import InteractionData, Split, load_dataset, make_synthetic
+from ..data import InteractionData, Split
 from ..eval import model_ranks
 from ..models import SequentialRecommender
 from ..models.registry import BACKBONE, build_model, model_config, model_entry
 from .checkpoint import SCHEMA, load_torch, load_versioned, save_json, save_numpy
 from .config import Stage2Config, TrainConfig
 from .trainer import Trainer, set_seed
-
-SYNTHETIC = "synthetic"
-
-
-def load_data(path: Optional[str]) -> InteractionData:
-    """Read a dataset file, or build the embedded synthetic one for ``None``/"synthetic"."""
-    if path is None or path == SYNTHETIC:
-        return make_synthetic()
-    return load_dataset(path)
 
 
 def data_fingerprint(data: InteractionData) -> str:
@@ -53,6 +45,9 @@ def data_summary(data: InteractionData) -> Dict[str, Any]:
         "items": data.num_items,
         "interactions": data.num_interactions,
         "fingerprint": data_fingerprint(data),
+        # How to read the data again (file, reader options) and what the reader filtered.
+        "source": data.source,
+        "preprocessing": data.preprocessing,
     }
 
 
@@ -177,11 +172,20 @@ def is_finished(run_dir: Path) -> bool:
     return (Path(run_dir) / "results.json").exists()
 
 
+# What every run.json and results.json holds (see train_model).
+DESCRIBED = ("model", "revision", "config", "data")
+
+
 def run_description(run_dir: Path) -> Dict[str, Any]:
     """What a run trains: its ``results.json`` when finished, else the ``run.json`` of its start."""
     for name in ("results.json", "run.json"):
-        if (Path(run_dir) / name).exists():
-            return load_versioned(Path(run_dir) / name)
+        path = Path(run_dir) / name
+        if path.exists():
+            description = load_versioned(path)
+            missing = [key for key in DESCRIBED if key not in description]
+            if missing:
+                raise ValueError(f"{path} is not a run description: it has no {missing[0]!r} (edited or corrupt?)")
+            return description
     raise FileNotFoundError(f"{run_dir} is not a run directory (no results.json or run.json)")
 
 
@@ -206,8 +210,10 @@ def load_best(run_dir: Path, data: InteractionData, split: Split, device: str) -
     model = build_model(description["model"], split.num_items, len(split.train), config, backbone=backbone)
     try:
         checkpoint = load_torch(run_dir / "best.pt", map_location=device)
-    except (EOFError, RuntimeError, OSError) as error:
+    except (EOFError, RuntimeError, OSError, pickle.UnpicklingError) as error:
         raise ValueError(f"{run_dir / 'best.pt'} cannot be read (truncated or corrupt?): {error}") from None
+    if not isinstance(checkpoint, dict) or not {"epoch", "model"} <= checkpoint.keys():
+        raise ValueError(f"{run_dir / 'best.pt'} is not a checkpoint of igrsr (no epoch and model weights)")
     if "best_epoch" in description and checkpoint["epoch"] != description["best_epoch"]:
         # Each file is written atomically, but copying or merging run directories can mix
         # two runs of the same key: its results would then describe other weights.
@@ -216,7 +222,10 @@ def load_best(run_dir: Path, data: InteractionData, split: Split, device: str) -
             f"reports best epoch {description['best_epoch']}: the checkpoint was replaced after the "
             "run finished; retrain it (train --fresh)"
         )
-    model.load_state_dict(checkpoint["model"])
+    try:
+        model.load_state_dict(checkpoint["model"])
+    except RuntimeError as error:  # the weights of another model or configuration
+        raise ValueError(f"{run_dir / 'best.pt'} does not hold this run's weights: {error}") from None
     return model.to(device), checkpoint["epoch"]
 
 

@@ -12,7 +12,7 @@ from typing import Optional
 
 import torch
 
-from ..extension import LOAD_ERROR, built_with_cuda
+from .. import extension
 from . import dispatcher
 from .reference import reduce_row_losses
 
@@ -76,25 +76,23 @@ def info_nce_compiled(
     return reduce_row_losses(loss_rows, row_mask, reduction).to(z1.dtype)
 
 
+# The device is checked first: tensors of another device never make the extension compile
+# (extension.load_error compiles it at its first call where it was not built at install).
 def cpu_unavailable(device: torch.device) -> Optional[str]:
-    if LOAD_ERROR is not None:
-        return LOAD_ERROR
     if device.type != "cpu":
         return f"the C++ CPU kernel takes CPU tensors, not {device.type} ones"
-    return None
+    return extension.load_error()
 
 
 def cuda_unavailable(device: torch.device) -> Optional[str]:
-    if LOAD_ERROR is not None:
-        return LOAD_ERROR
-    if not built_with_cuda():
-        return "igrsr._C was built without CUDA (at build time torch had no CUDA or nvcc was not found)"
     if device.type != "cuda":
         return f"the CUDA kernel takes CUDA tensors, not {device.type} ones"
-    return None
+    reason = extension.load_error()
+    if reason is None and not extension.built_with_cuda():
+        return "igrsr._C was built without CUDA (at build time torch had no CUDA or nvcc was not found)"
+    return reason
 
 
-if LOAD_ERROR is None:
-    _register_python_parts()
+extension.when_loaded(_register_python_parts)
 dispatcher.register("cuda", info_nce_compiled, cuda_unavailable, preference=10)
 dispatcher.register("cpu", info_nce_compiled, cpu_unavailable, preference=20)
