@@ -38,3 +38,22 @@ def dot(a, b, acc, FP32_DOT: tl.constexpr):
     else:
         result = tl.dot(a, b, acc)
     return result
+
+
+@triton.jit
+def dropout_keep(seed, batch_head, rows, cols, num_rows, num_cols, dropout_p):
+    """Which attention probabilities survive dropout: the mask of
+    :func:`igrsr.ops.attention_dropout.dropout_keep_mask` at (batch·head, rows, cols) of a
+    ``(B·H, num_rows, num_cols)`` tensor.  ``rows`` and ``cols`` broadcast: pass
+    (rows[:, None], cols[None, :]) or the transpose.  Recomputed from the position, never stored."""
+    offsets = (batch_head.to(tl.int64) * num_rows + rows) * num_cols + cols
+    word0, word1, word2, word3 = tl.randint4x(seed, offsets >> 2)
+    lane = offsets & 3
+    word = tl.where(lane == 0, word0, tl.where(lane == 1, word1, tl.where(lane == 2, word2, word3)))
+    return tl.uint_to_uniform_float(word) >= dropout_p
+
+
+@triton.jit
+def drop(x, keep, dropout_scale):
+    """``x`` where kept, scaled by ``dropout_scale = 1/(1-p)``; 0 where dropped."""
+    return tl.where(keep, x * dropout_scale, 0.0)

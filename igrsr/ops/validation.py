@@ -64,6 +64,19 @@ def check_positive_finite(name: str, value) -> float:
     return number
 
 
+def check_probability(name: str, value) -> float:
+    """A dropout probability: a real number with ``0 <= value < 1``."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a real number, got {value!r}") from None
+    if not 0 <= number < 1:  # also rejects NaN
+        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+    return number
+
+
 def resolve_scale(scale, head_dim: int) -> float:
     if scale is None:
         return 1.0 / math.sqrt(head_dim)

@@ -8,6 +8,7 @@ from typing import Optional
 
 import torch
 
+from ..attention_dropout import resolve_dropout
 from ..dispatch import OpDispatcher
 from ..validation import check_mask, check_same, check_shape, check_tensor, resolve_scale
 from .reference import causal_attention_reference
@@ -39,6 +40,8 @@ def causal_attention(
     *,
     num_prefix: int = 0,
     scale: Optional[float] = None,
+    dropout_p: float = 0.0,
+    dropout_seed: Optional[int] = None,
     backend: str = "auto",
 ) -> torch.Tensor:
     """Causal self-attention.
@@ -52,11 +55,17 @@ def causal_attention(
             attended; padded query rows return zeros.
         num_prefix: number of leading always-visible positions, ``0 <= num_prefix <= L``.
         scale: score scale, default ``1/sqrt(D)``.
+        dropout_p: attention dropout, ``0 <= p < 1``: each attention probability is zeroed
+            with probability p after the softmax, the others scaled by ``1/(1-p)`` (always
+            applied when > 0; layers pass 0 outside training).
+        dropout_seed: seed of the dropout mask (``0 <= seed < 2**63``); the same seed gives
+            the same mask on every backend.  None draws one from torch's default generator.
         backend: ``"auto"``, ``"reference"`` or ``"triton"`` (see :mod:`igrsr.ops.dispatch`).
     """
     validate_causal_attention(q, k, v, key_padding_mask, num_prefix)
     scale = resolve_scale(scale, q.shape[-1])
-    inputs = (q, k, v, key_padding_mask, num_prefix, scale)
+    dropout_p, seed = resolve_dropout(dropout_p, dropout_seed)
+    inputs = (q, k, v, key_padding_mask, num_prefix, scale, dropout_p, seed)
     impl = dispatcher.select(backend, q.device, inputs).impl
     return impl(*inputs)
 

@@ -4,6 +4,8 @@ from typing import Optional
 
 import torch
 
+from ..attention_dropout import drop_probabilities
+
 
 def causal_visibility(length: int, num_prefix: int, device) -> torch.Tensor:
     """(L, L) bool: query i sees key j when j <= i or j is one of the first num_prefix."""
@@ -19,10 +21,13 @@ def causal_attention_reference(
     key_padding_mask: Optional[torch.Tensor],
     num_prefix: int,
     scale: float,
+    dropout_p: float,
+    seed: int,
 ) -> torch.Tensor:
     """q/k/v (B,H,L,D); key_padding_mask bool (B,L) True = real token.
 
-    Padded keys are never attended and padded query rows return zeros.
+    Padded keys are never attended and padded query rows return zeros.  With ``dropout_p > 0``
+    the probabilities are dropped with the mask of :mod:`igrsr.ops.attention_dropout`.
     """
     length = q.shape[-2]
     visible = causal_visibility(length, num_prefix, q.device)[None, None]  # (1,1,L,L)
@@ -31,7 +36,7 @@ def causal_attention_reference(
     scores = torch.matmul(q, k.transpose(-1, -2)).float() * scale
     # A finite fill keeps rows with no visible key finite; they are padded rows, zeroed below.
     scores = scores.masked_fill(~visible, torch.finfo(scores.dtype).min)
-    probs = torch.softmax(scores, dim=-1) * visible
+    probs = drop_probabilities(torch.softmax(scores, dim=-1) * visible, dropout_p, seed)
     out = torch.matmul(probs.to(v.dtype), v)
     if key_padding_mask is not None:
         out = out * key_padding_mask[:, None, :, None].to(out.dtype)

@@ -17,19 +17,26 @@ from . import dispatcher
 
 @torch.library.custom_op("igrsr::causal_attention_triton", mutates_args=())
 def causal_attention_triton(
-    q: Tensor, k: Tensor, v: Tensor, key_padding_mask: Optional[Tensor], num_prefix: int, scale: float
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    key_padding_mask: Optional[Tensor],
+    num_prefix: int,
+    scale: float,
+    dropout_p: float,
+    seed: int,
 ) -> Tuple[Tensor, Tensor]:
     """(out, lse): the attention output (see ``causal_attention``) and the per-row
     log-sum-exp in base 2, fp32 ``(B, H, L)``, kept for the backward (not differentiable)."""
     from .triton_kernels import causal_attention_forward
 
     return causal_attention_forward(
-        q.contiguous(), k.contiguous(), v.contiguous(), key_padding_mask, num_prefix, scale
+        q.contiguous(), k.contiguous(), v.contiguous(), key_padding_mask, num_prefix, scale, dropout_p, seed
     )
 
 
 @causal_attention_triton.register_fake
-def _(q, k, v, key_padding_mask, num_prefix, scale):
+def _(q, k, v, key_padding_mask, num_prefix, scale, dropout_p, seed):
     return q.new_empty(q.shape), q.new_empty(q.shape[:-1], dtype=torch.float32)
 
 
@@ -44,48 +51,50 @@ def causal_attention_triton_backward(
     key_padding_mask: Optional[Tensor],
     num_prefix: int,
     scale: float,
+    dropout_p: float,
+    seed: int,
 ) -> Tuple[Tensor, Tensor, Tensor]:
-    """(dq, dk, dv), recomputing the attention probabilities from ``lse``."""
+    """(dq, dk, dv), recomputing the attention probabilities from ``lse`` and their dropout
+    mask from ``seed``."""
     from .triton_kernels import causal_attention_backward
 
     return causal_attention_backward(
         grad_out.contiguous(), q.contiguous(), k.contiguous(), v.contiguous(), out.contiguous(), lse,
-        key_padding_mask, num_prefix, scale,
+        key_padding_mask, num_prefix, scale, dropout_p, seed,
     )
 
 
 @causal_attention_triton_backward.register_fake
-def _(grad_out, q, k, v, out, lse, key_padding_mask, num_prefix, scale):
+def _(grad_out, q, k, v, out, lse, key_padding_mask, num_prefix, scale, dropout_p, seed):
     return q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape)
 
 
 def _setup_context(ctx, inputs, output):
-    q, k, v, key_padding_mask, num_prefix, scale = inputs
+    q, k, v, key_padding_mask, num_prefix, scale, dropout_p, seed = inputs
     out, lse = output
     ctx.mark_non_differentiable(lse)
     ctx.save_for_backward(q, k, v, out, lse, key_padding_mask)
-    ctx.num_prefix = num_prefix
-    ctx.scale = scale
+    ctx.arguments = (num_prefix, scale, dropout_p, seed)
 
 
 def _backward(ctx, grad_out, grad_lse):
     q, k, v, out, lse, key_padding_mask = ctx.saved_tensors
     grad_q, grad_k, grad_v = causal_attention_triton_backward(
-        grad_out, q, k, v, out, lse, key_padding_mask, ctx.num_prefix, ctx.scale
+        grad_out, q, k, v, out, lse, key_padding_mask, *ctx.arguments
     )
-    return grad_q, grad_k, grad_v, None, None, None
+    return grad_q, grad_k, grad_v, None, None, None, None, None
 
 
 causal_attention_triton.register_autograd(_backward, setup_context=_setup_context)
 
 
-def causal_attention_triton_impl(q, k, v, key_padding_mask, num_prefix, scale):
+def causal_attention_triton_impl(q, k, v, key_padding_mask, num_prefix, scale, dropout_p, seed):
     """The dispatcher's entry: same arguments as the reference."""
     check_triton_inputs(q)
     # Contiguous here, not only inside the op, so autograd saves the contiguous copies and
     # the backward does not copy again.
     out, _ = causal_attention_triton(
-        q.contiguous(), k.contiguous(), v.contiguous(), key_padding_mask, num_prefix, scale
+        q.contiguous(), k.contiguous(), v.contiguous(), key_padding_mask, num_prefix, scale, dropout_p, seed
     )
     return out
 

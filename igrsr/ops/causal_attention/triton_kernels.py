@@ -14,6 +14,12 @@ Loops are split as in the tutorial: key blocks wholly left of a query block need
 mask ("off-band"), the others ("on-band", including prefix keys right of the diagonal) do.
 Scores are kept in base 2 (``qk_scale = scale·log2 e``) so the kernels use exp2.
 
+Attention dropout (``HAS_DROPOUT``) zeroes probabilities after normalization, as FlashAttention
+does: the forward drops them from the weighted sum of values but not from the row sum, and
+scales the output by ``1/(1-p)``; the backward redraws the same keep-mask from the positions
+(``dropout_keep``) for dv and for the gradient of the probabilities.  The softmax backward's row
+term ``delta = rowsum(dO·O)`` holds unchanged because O is the dropped output.
+
 Inputs are contiguous ``(B, H, L, D)``; accumulation is fp32 for every input dtype.
 """
 
@@ -23,7 +29,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ..triton_common import LOG2_E, dot, mask_pointer, needs_fp32_dot
+from ..triton_common import LOG2_E, dot, drop, dropout_keep, mask_pointer, needs_fp32_dot
 from ..triton_support import is_interpreting
 
 
@@ -48,9 +54,9 @@ def _causally_visible(rows, cols, num_prefix):
 
 @triton.jit
 def _fwd_key_blocks(acc, row_sum, row_max, q, K, V, KEY_REAL, rows, start, stop,
-                    seq_len, num_prefix, qk_scale,
-                    CAUSAL_MASK: tl.constexpr, HAS_PADDING: tl.constexpr, HEAD_DIM: tl.constexpr,
-                    BLOCK_N: tl.constexpr, FP32_DOT: tl.constexpr):
+                    seq_len, num_prefix, qk_scale, batch_head, seed, dropout_p,
+                    CAUSAL_MASK: tl.constexpr, HAS_PADDING: tl.constexpr, HAS_DROPOUT: tl.constexpr,
+                    HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, FP32_DOT: tl.constexpr):
     """Online softmax over key blocks [start, stop) for one block of queries."""
     dims = tl.arange(0, HEAD_DIM)
     for block_start in range(start, stop, BLOCK_N):
@@ -69,17 +75,20 @@ def _fwd_key_blocks(acc, row_sum, row_max, q, K, V, KEY_REAL, rows, start, stop,
         probs = tl.math.exp2(scores - shift[:, None])
         rescale = tl.math.exp2(row_max - shift)
         row_sum = row_sum * rescale + tl.sum(probs, 1)
+        if HAS_DROPOUT:  # after the row sum: dropout acts on the normalized probabilities
+            keep = dropout_keep(seed, batch_head, rows[:, None], cols[None, :], seq_len, seq_len, dropout_p)
+            probs = tl.where(keep, probs, 0.0)
         v = tl.load(V + offsets, mask=in_range, other=0.0)
         acc = dot(probs.to(v.dtype), v, acc * rescale[:, None], FP32_DOT)
         row_max = new_max
     return acc, row_sum, row_max
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["seed"])  # a new seed every step must not mean a new compile
 def _causal_attention_fwd_kernel(
     Q, K, V, KEY_REAL, OUT, LSE,
-    seq_len, num_heads, num_prefix, qk_scale,
-    HAS_PADDING: tl.constexpr, HEAD_DIM: tl.constexpr,
+    seq_len, num_heads, num_prefix, qk_scale, seed, dropout_p, dropout_scale,
+    HAS_PADDING: tl.constexpr, HAS_DROPOUT: tl.constexpr, HEAD_DIM: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, FP32_DOT: tl.constexpr,
 ):
     tl.static_assert(BLOCK_M % BLOCK_N == 0)
@@ -104,17 +113,21 @@ def _causal_attention_fwd_kernel(
     # Off-band: keys left of this query block are visible to all its rows.
     acc, row_sum, row_max = _fwd_key_blocks(
         acc, row_sum, row_max, q, K, V, KEY_REAL, rows, 0, block_start,
-        seq_len, num_prefix, qk_scale, False, HAS_PADDING, HEAD_DIM, BLOCK_N, FP32_DOT)
+        seq_len, num_prefix, qk_scale, batch_head, seed, dropout_p,
+        False, HAS_PADDING, HAS_DROPOUT, HEAD_DIM, BLOCK_N, FP32_DOT)
     # On-band: the diagonal block, and prefix keys that lie beyond it.
     band_stop = tl.minimum(seq_len, tl.maximum(block_start + BLOCK_M, num_prefix))
     acc, row_sum, row_max = _fwd_key_blocks(
         acc, row_sum, row_max, q, K, V, KEY_REAL, rows, block_start, band_stop,
-        seq_len, num_prefix, qk_scale, True, HAS_PADDING, HEAD_DIM, BLOCK_N, FP32_DOT)
+        seq_len, num_prefix, qk_scale, batch_head, seed, dropout_p,
+        True, HAS_PADDING, HAS_DROPOUT, HEAD_DIM, BLOCK_N, FP32_DOT)
 
     # Real rows always see at least themselves, so their row_sum is > 0.
     row_real = _key_is_real(KEY_REAL, rows, seq_len, HAS_PADDING)
     safe_sum = tl.where(row_real, row_sum, 1.0)
     out = tl.where(row_real[:, None], acc / safe_sum[:, None], 0.0)
+    if HAS_DROPOUT:
+        out = out * dropout_scale
     lse = tl.where(row_real, row_max + tl.math.log2(safe_sum), float("inf"))
     tl.store(OUT + offsets, out.to(OUT.dtype.element_ty), mask=in_range)
     tl.store(LSE + rows, lse, mask=rows < seq_len)
@@ -138,8 +151,8 @@ def _bwd_preprocess_kernel(OUT, GRAD_OUT, DELTA, seq_len,
 
 @triton.jit
 def _dkdv_query_blocks(grad_k, grad_v, k, v, Q, GRAD_OUT, LSE, DELTA, cols, start, stop,
-                       seq_len, num_prefix, qk_scale,
-                       CAUSAL_MASK: tl.constexpr, HEAD_DIM: tl.constexpr,
+                       seq_len, num_prefix, qk_scale, batch_head, seed, dropout_p, dropout_scale,
+                       CAUSAL_MASK: tl.constexpr, HAS_DROPOUT: tl.constexpr, HEAD_DIM: tl.constexpr,
                        BLOCK_M: tl.constexpr, FP32_DOT: tl.constexpr):
     """Accumulate dk, dv of one key block over query blocks [start, stop), working on the
     transposed (key × query) probabilities so k and v stay the left operands."""
@@ -155,9 +168,14 @@ def _dkdv_query_blocks(grad_k, grad_v, k, v, Q, GRAD_OUT, LSE, DELTA, cols, star
             probs_t = tl.where(_causally_visible(rows[None, :], cols[:, None], num_prefix), probs_t, 0.0)
         grad_out = tl.load(GRAD_OUT + rows[:, None] * HEAD_DIM + dims[None, :],
                            mask=in_range[:, None], other=0.0)
-        grad_v = dot(probs_t.to(grad_out.dtype), grad_out, grad_v, FP32_DOT)
-        delta = tl.load(DELTA + rows, mask=in_range, other=0.0)
         grad_probs_t = dot(v, tl.trans(grad_out), None, FP32_DOT)
+        kept_probs_t = probs_t
+        if HAS_DROPOUT:
+            keep_t = dropout_keep(seed, batch_head, rows[None, :], cols[:, None], seq_len, seq_len, dropout_p)
+            kept_probs_t = drop(probs_t, keep_t, dropout_scale)
+            grad_probs_t = drop(grad_probs_t, keep_t, dropout_scale)
+        grad_v = dot(kept_probs_t.to(grad_out.dtype), grad_out, grad_v, FP32_DOT)
+        delta = tl.load(DELTA + rows, mask=in_range, other=0.0)
         grad_scores_t = probs_t * (grad_probs_t - delta[None, :])
         grad_k = dot(grad_scores_t.to(q_t.dtype), tl.trans(q_t), grad_k, FP32_DOT)
     return grad_k, grad_v
@@ -165,9 +183,9 @@ def _dkdv_query_blocks(grad_k, grad_v, k, v, Q, GRAD_OUT, LSE, DELTA, cols, star
 
 @triton.jit
 def _dq_key_blocks(grad_q, q, grad_out, lse, delta, K, V, KEY_REAL, rows, start, stop,
-                   seq_len, num_prefix, qk_scale,
-                   CAUSAL_MASK: tl.constexpr, HAS_PADDING: tl.constexpr, HEAD_DIM: tl.constexpr,
-                   BLOCK_N: tl.constexpr, FP32_DOT: tl.constexpr):
+                   seq_len, num_prefix, qk_scale, batch_head, seed, dropout_p, dropout_scale,
+                   CAUSAL_MASK: tl.constexpr, HAS_PADDING: tl.constexpr, HAS_DROPOUT: tl.constexpr,
+                   HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, FP32_DOT: tl.constexpr):
     """Accumulate dq of one query block over key blocks [start, stop)."""
     dims = tl.arange(0, HEAD_DIM)
     for block_start in range(start, stop, BLOCK_N):
@@ -182,6 +200,9 @@ def _dq_key_blocks(grad_q, q, grad_out, lse, delta, K, V, KEY_REAL, rows, start,
             visible = visible & _causally_visible(rows[:, None], cols[None, :], num_prefix)
         probs = tl.where(visible, probs, 0.0)
         grad_probs = dot(grad_out, v_t, None, FP32_DOT)
+        if HAS_DROPOUT:
+            keep = dropout_keep(seed, batch_head, rows[:, None], cols[None, :], seq_len, seq_len, dropout_p)
+            grad_probs = drop(grad_probs, keep, dropout_scale)
         grad_scores = probs * (grad_probs - delta[:, None])
         grad_q = dot(grad_scores.to(k_t.dtype), tl.trans(k_t), grad_q, FP32_DOT)
     return grad_q
@@ -190,7 +211,8 @@ def _dq_key_blocks(grad_q, q, grad_out, lse, delta, K, V, KEY_REAL, rows, start,
 @triton.jit
 def _dkdv_for_key_block(Q, K, V, KEY_REAL, GRAD_OUT, LSE, DELTA, GRAD_K, GRAD_V,
                         block_start, seq_len, num_prefix, scale, qk_scale,
-                        HAS_PADDING: tl.constexpr, HEAD_DIM: tl.constexpr,
+                        batch_head, seed, dropout_p, dropout_scale,
+                        HAS_PADDING: tl.constexpr, HAS_DROPOUT: tl.constexpr, HEAD_DIM: tl.constexpr,
                         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, FP32_DOT: tl.constexpr):
     cols = block_start + tl.arange(0, BLOCK_N)
     offsets = cols[:, None] * HEAD_DIM + tl.arange(0, HEAD_DIM)[None, :]
@@ -204,11 +226,13 @@ def _dkdv_for_key_block(Q, K, V, KEY_REAL, GRAD_OUT, LSE, DELTA, GRAD_K, GRAD_V,
     band_stop = tl.minimum(block_start + BLOCK_N, seq_len)
     grad_k, grad_v = _dkdv_query_blocks(
         grad_k, grad_v, k, v, Q, GRAD_OUT, LSE, DELTA, cols, band_start, band_stop,
-        seq_len, num_prefix, qk_scale, True, HEAD_DIM, BLOCK_M, FP32_DOT)
+        seq_len, num_prefix, qk_scale, batch_head, seed, dropout_p, dropout_scale,
+        True, HAS_DROPOUT, HEAD_DIM, BLOCK_M, FP32_DOT)
     # Off-band: later queries see every key of this block.
     grad_k, grad_v = _dkdv_query_blocks(
         grad_k, grad_v, k, v, Q, GRAD_OUT, LSE, DELTA, cols, band_stop, seq_len,
-        seq_len, num_prefix, qk_scale, False, HEAD_DIM, BLOCK_M, FP32_DOT)
+        seq_len, num_prefix, qk_scale, batch_head, seed, dropout_p, dropout_scale,
+        False, HAS_DROPOUT, HEAD_DIM, BLOCK_M, FP32_DOT)
     # Padded keys were never attended: their gradients are exactly zero.
     real = _key_is_real(KEY_REAL, cols, seq_len, HAS_PADDING)[:, None]
     tl.store(GRAD_K + offsets, tl.where(real, grad_k * scale, 0.0).to(GRAD_K.dtype.element_ty), mask=in_range)
@@ -218,7 +242,8 @@ def _dkdv_for_key_block(Q, K, V, KEY_REAL, GRAD_OUT, LSE, DELTA, GRAD_K, GRAD_V,
 @triton.jit
 def _dq_for_query_block(Q, K, V, KEY_REAL, GRAD_OUT, LSE, DELTA, GRAD_Q,
                         block_start, seq_len, num_prefix, scale, qk_scale,
-                        HAS_PADDING: tl.constexpr, HEAD_DIM: tl.constexpr,
+                        batch_head, seed, dropout_p, dropout_scale,
+                        HAS_PADDING: tl.constexpr, HAS_DROPOUT: tl.constexpr, HEAD_DIM: tl.constexpr,
                         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, FP32_DOT: tl.constexpr):
     rows = block_start + tl.arange(0, BLOCK_M)
     offsets = rows[:, None] * HEAD_DIM + tl.arange(0, HEAD_DIM)[None, :]
@@ -230,19 +255,21 @@ def _dq_for_query_block(Q, K, V, KEY_REAL, GRAD_OUT, LSE, DELTA, GRAD_Q,
     grad_q = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
     grad_q = _dq_key_blocks(
         grad_q, q, grad_out, lse, delta, K, V, KEY_REAL, rows, 0, block_start,
-        seq_len, num_prefix, qk_scale, False, HAS_PADDING, HEAD_DIM, BLOCK_N, FP32_DOT)
+        seq_len, num_prefix, qk_scale, batch_head, seed, dropout_p, dropout_scale,
+        False, HAS_PADDING, HAS_DROPOUT, HEAD_DIM, BLOCK_N, FP32_DOT)
     band_stop = tl.minimum(seq_len, tl.maximum(block_start + BLOCK_M, num_prefix))
     grad_q = _dq_key_blocks(
         grad_q, q, grad_out, lse, delta, K, V, KEY_REAL, rows, block_start, band_stop,
-        seq_len, num_prefix, qk_scale, True, HAS_PADDING, HEAD_DIM, BLOCK_N, FP32_DOT)
+        seq_len, num_prefix, qk_scale, batch_head, seed, dropout_p, dropout_scale,
+        True, HAS_PADDING, HAS_DROPOUT, HEAD_DIM, BLOCK_N, FP32_DOT)
     tl.store(GRAD_Q + offsets, (grad_q * scale).to(GRAD_Q.dtype.element_ty), mask=in_range[:, None])
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["seed"])
 def _causal_attention_bwd_kernel(
     Q, K, V, KEY_REAL, GRAD_OUT, LSE, DELTA, GRAD_Q, GRAD_K, GRAD_V,
-    seq_len, num_heads, num_prefix, scale, qk_scale,
-    HAS_PADDING: tl.constexpr, HEAD_DIM: tl.constexpr,
+    seq_len, num_heads, num_prefix, scale, qk_scale, seed, dropout_p, dropout_scale,
+    HAS_PADDING: tl.constexpr, HAS_DROPOUT: tl.constexpr, HEAD_DIM: tl.constexpr,
     BLOCK_M1: tl.constexpr, BLOCK_N1: tl.constexpr, BLOCK_M2: tl.constexpr, BLOCK_N2: tl.constexpr,
     FP32_DOT: tl.constexpr,
 ):
@@ -267,10 +294,12 @@ def _causal_attention_bwd_kernel(
     KEY_REAL += (batch_head // num_heads).to(tl.int64) * seq_len
     _dkdv_for_key_block(Q, K, V, KEY_REAL, GRAD_OUT, LSE, DELTA, GRAD_K, GRAD_V,
                         block * BLOCK_N1, seq_len, num_prefix, scale, qk_scale,
-                        HAS_PADDING, HEAD_DIM, BLOCK_M1, BLOCK_N1, FP32_DOT)
+                        batch_head, seed, dropout_p, dropout_scale,
+                        HAS_PADDING, HAS_DROPOUT, HEAD_DIM, BLOCK_M1, BLOCK_N1, FP32_DOT)
     _dq_for_query_block(Q, K, V, KEY_REAL, GRAD_OUT, LSE, DELTA, GRAD_Q,
                         block * BLOCK_M2, seq_len, num_prefix, scale, qk_scale,
-                        HAS_PADDING, HEAD_DIM, BLOCK_M2, BLOCK_N2, FP32_DOT)
+                        batch_head, seed, dropout_p, dropout_scale,
+                        HAS_PADDING, HAS_DROPOUT, HEAD_DIM, BLOCK_M2, BLOCK_N2, FP32_DOT)
 
 
 # --------------------------------------------------------------------------- launch
@@ -317,6 +346,8 @@ def causal_attention_forward(
     key_padding_mask: Optional[torch.Tensor],
     num_prefix: int,
     scale: float,
+    dropout_p: float,
+    seed: int,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """(out ``(B, H, L, D)``, lse ``(B, H, L)`` fp32 in base 2) for contiguous q, k, v."""
     batch, heads, seq_len, head_dim = q.shape
@@ -326,8 +357,8 @@ def causal_attention_forward(
     grid = (triton.cdiv(seq_len, config.block_m), batch * heads)
     _causal_attention_fwd_kernel[grid](
         q, k, v, mask_pointer(key_padding_mask, q), out, lse,
-        seq_len, heads, num_prefix, scale * LOG2_E,
-        HAS_PADDING=key_padding_mask is not None, HEAD_DIM=head_dim,
+        seq_len, heads, num_prefix, scale * LOG2_E, seed, dropout_p, 1.0 / (1.0 - dropout_p),
+        HAS_PADDING=key_padding_mask is not None, HAS_DROPOUT=dropout_p > 0, HEAD_DIM=head_dim,
         BLOCK_M=config.block_m, BLOCK_N=config.block_n, FP32_DOT=needs_fp32_dot(q.dtype),
         num_warps=config.num_warps, num_stages=config.num_stages,
     )
@@ -344,8 +375,11 @@ def causal_attention_backward(
     key_padding_mask: Optional[torch.Tensor],
     num_prefix: int,
     scale: float,
+    dropout_p: float,
+    seed: int,
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(dq, dk, dv) for contiguous inputs, recomputing the probabilities from ``lse``."""
+    """(dq, dk, dv) for contiguous inputs, recomputing the probabilities from ``lse`` and the
+    dropout mask from ``seed``."""
     batch, heads, seq_len, head_dim = q.shape
     config = _backward_config(head_dim, q.dtype)
     delta = torch.empty_like(lse)
@@ -355,8 +389,8 @@ def causal_attention_backward(
     grad_q, grad_k, grad_v = (torch.empty(q.shape, dtype=q.dtype, device=q.device) for _ in range(3))
     _causal_attention_bwd_kernel[(triton.cdiv(seq_len, config.block_n1), batch * heads)](
         q, k, v, mask_pointer(key_padding_mask, q), grad_out, lse, delta, grad_q, grad_k, grad_v,
-        seq_len, heads, num_prefix, scale, scale * LOG2_E,
-        HAS_PADDING=key_padding_mask is not None, HEAD_DIM=head_dim,
+        seq_len, heads, num_prefix, scale, scale * LOG2_E, seed, dropout_p, 1.0 / (1.0 - dropout_p),
+        HAS_PADDING=key_padding_mask is not None, HAS_DROPOUT=dropout_p > 0, HEAD_DIM=head_dim,
         BLOCK_M1=config.block_m1, BLOCK_N1=config.block_n1,
         BLOCK_M2=config.block_m2, BLOCK_N2=config.block_n2,
         FP32_DOT=needs_fp32_dot(q.dtype), num_warps=config.num_warps, num_stages=config.num_stages,
