@@ -8,6 +8,7 @@ from typing import Optional
 
 import torch
 
+from ..attention_dropout import resolve_dropout
 from ..dispatch import OpDispatcher
 from ..validation import check_mask, check_same, check_shape, check_tensor, resolve_scale
 from .reference import intent_cross_attention_reference
@@ -39,6 +40,8 @@ def intent_cross_attention(
     intent_mask: Optional[torch.Tensor] = None,
     *,
     scale: Optional[float] = None,
+    dropout_p: float = 0.0,
+    dropout_seed: Optional[int] = None,
     backend: str = "auto",
 ) -> torch.Tensor:
     """Item→intent attention: ``softmax(q kᵀ · scale) v`` over the visible intents.
@@ -49,6 +52,11 @@ def intent_cross_attention(
         intent_mask: optional bool ``(B, m)``, True = visible.  A row whose intents are
             all masked gets zeros (and zero gradients), never NaN.
         scale: score scale, default ``1/sqrt(D)``.
+        dropout_p: attention dropout, ``0 <= p < 1``: each probability is zeroed with
+            probability p after the softmax, the others scaled by ``1/(1-p)`` (always applied
+            when > 0; layers pass 0 outside training).
+        dropout_seed: seed of the dropout mask (``0 <= seed < 2**63``); the same seed gives
+            the same mask on every backend.  None draws one from torch's default generator.
         backend: ``"auto"``, ``"reference"`` or ``"triton"`` (see :mod:`igrsr.ops.dispatch`).
 
     Returns:
@@ -56,7 +64,8 @@ def intent_cross_attention(
     """
     validate_cross_attention(q, k, v, intent_mask)
     scale = resolve_scale(scale, q.shape[-1])
-    inputs = (q, k, v, intent_mask, scale)
+    dropout_p, seed = resolve_dropout(dropout_p, dropout_seed)
+    inputs = (q, k, v, intent_mask, scale, dropout_p, seed)
     impl = dispatcher.select(backend, q.device, inputs).impl
     return impl(*inputs)
 

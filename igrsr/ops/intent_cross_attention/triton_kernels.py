@@ -10,6 +10,11 @@ The backward writes dq block by block and reduces dk, dv over L deterministicall
 program sums its chunk of L in registers and stores one fp32 partial; the partials are
 summed in a fixed order afterwards.  No atomics, so gradients are bitwise reproducible.
 
+Attention dropout (``HAS_DROPOUT``) drops the normalized probabilities with a keep-mask drawn
+from each (batch·head, query, intent) position (``dropout_keep``), which the backward redraws:
+dv takes the dropped probabilities, and the gradient of the probabilities is dropped the same
+way before the softmax backward.
+
 Inputs are contiguous ``(B, H, L, D)`` / ``(B, H, m, D)`` tensors.
 """
 
@@ -19,7 +24,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ..triton_common import LOG2_E, dot, mask_pointer, needs_fp32_dot
+from ..triton_common import LOG2_E, dot, drop, dropout_keep, mask_pointer, needs_fp32_dot
 from ..triton_support import is_interpreting
 
 INTENT_BLOCK = tl.constexpr(16)  # jitted code may read a global only when it is a constexpr
@@ -62,6 +67,14 @@ def _intent_probabilities(q, k, visible, qk_scale, FP32_DOT: tl.constexpr):
 
 
 @triton.jit
+def _keep_intents(seed, batch_head, block, seq_len, num_intents, dropout_p, BLOCK_L: tl.constexpr):
+    """The dropout keep-mask ``(BLOCK_L, INTENT_BLOCK)`` of one block of query rows."""
+    rows = block * BLOCK_L + tl.arange(0, BLOCK_L)
+    intents = tl.arange(0, INTENT_BLOCK)
+    return dropout_keep(seed, batch_head, rows[:, None], intents[None, :], seq_len, num_intents, dropout_p)
+
+
+@triton.jit
 def _query_block(batch_head, seq_len, block, BLOCK_L: tl.constexpr, HEAD_DIM: tl.constexpr):
     """Offsets and in-range mask of one block of query rows of one (batch, head)."""
     rows = block * BLOCK_L + tl.arange(0, BLOCK_L)
@@ -70,11 +83,12 @@ def _query_block(batch_head, seq_len, block, BLOCK_L: tl.constexpr, HEAD_DIM: tl
     return offsets, rows[:, None] < seq_len
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["seed"])  # a new seed every step must not mean a new compile
 def _cross_attention_fwd_kernel(
     Q, K, V, INTENT_MASK, OUT,
-    seq_len, num_heads, num_intents, qk_scale,
-    HAS_MASK: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_L: tl.constexpr, FP32_DOT: tl.constexpr,
+    seq_len, num_heads, num_intents, qk_scale, seed, dropout_p, dropout_scale,
+    HAS_MASK: tl.constexpr, HAS_DROPOUT: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_L: tl.constexpr,
+    FP32_DOT: tl.constexpr,
 ):
     block = tl.program_id(0)
     batch_head = tl.program_id(1)
@@ -83,15 +97,19 @@ def _cross_attention_fwd_kernel(
     offsets, in_range = _query_block(batch_head, seq_len, block, BLOCK_L, HEAD_DIM)
     q = tl.load(Q + offsets, mask=in_range, other=0.0)
     probs = _intent_probabilities(q, k, visible, qk_scale, FP32_DOT)
+    if HAS_DROPOUT:
+        keep = _keep_intents(seed, batch_head, block, seq_len, num_intents, dropout_p, BLOCK_L)
+        probs = drop(probs, keep, dropout_scale)
     out = dot(probs.to(v.dtype), v, None, FP32_DOT)
     tl.store(OUT + offsets, out.to(OUT.dtype.element_ty), mask=in_range)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["seed"])
 def _cross_attention_bwd_kernel(
     Q, K, V, INTENT_MASK, GRAD_OUT, GRAD_Q, GRAD_K_PARTIAL, GRAD_V_PARTIAL,
-    seq_len, num_heads, num_intents, scale, qk_scale, blocks_per_chunk,
-    HAS_MASK: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_L: tl.constexpr, FP32_DOT: tl.constexpr,
+    seq_len, num_heads, num_intents, scale, qk_scale, blocks_per_chunk, seed, dropout_p, dropout_scale,
+    HAS_MASK: tl.constexpr, HAS_DROPOUT: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_L: tl.constexpr,
+    FP32_DOT: tl.constexpr,
 ):
     chunk = tl.program_id(0)
     batch_head = tl.program_id(1)
@@ -107,12 +125,17 @@ def _cross_attention_bwd_kernel(
         grad_out = tl.load(GRAD_OUT + offsets, mask=in_range, other=0.0)
         probs = _intent_probabilities(q, k, visible, qk_scale, FP32_DOT)
         grad_probs = dot(grad_out, tl.trans(v), None, FP32_DOT)
+        kept_probs = probs
+        if HAS_DROPOUT:
+            keep = _keep_intents(seed, batch_head, block, seq_len, num_intents, dropout_p, BLOCK_L)
+            kept_probs = drop(probs, keep, dropout_scale)
+            grad_probs = drop(grad_probs, keep, dropout_scale)
         # Softmax backward; the row sum of probs·grad_probs is dO·O, computed in registers.
         grad_scores = probs * (grad_probs - tl.sum(probs * grad_probs, 1)[:, None])
         grad_scores = grad_scores.to(q.dtype)
         grad_q = dot(grad_scores, k, None, FP32_DOT) * scale
         tl.store(GRAD_Q + offsets, grad_q.to(GRAD_Q.dtype.element_ty), mask=in_range)
-        grad_v = dot(tl.trans(probs.to(q.dtype)), grad_out, grad_v, FP32_DOT)
+        grad_v = dot(tl.trans(kept_probs.to(q.dtype)), grad_out, grad_v, FP32_DOT)
         grad_k = dot(tl.trans(grad_scores), q, grad_k, FP32_DOT)
     intents = tl.arange(0, INTENT_BLOCK)
     dims = tl.arange(0, HEAD_DIM)
@@ -166,7 +189,13 @@ def _reduction_chunks(num_blocks: int, batch_heads: int, device: torch.device) -
 
 
 def intent_cross_attention_forward(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, intent_mask: Optional[torch.Tensor], scale: float
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    intent_mask: Optional[torch.Tensor],
+    scale: float,
+    dropout_p: float,
+    seed: int,
 ) -> torch.Tensor:
     """Output ``(B, H, L, D)`` for contiguous q, k, v."""
     batch, heads, seq_len, head_dim = q.shape
@@ -175,8 +204,8 @@ def intent_cross_attention_forward(
     grid = (triton.cdiv(seq_len, config.block_rows), batch * heads)
     _cross_attention_fwd_kernel[grid](
         q, k, v, mask_pointer(intent_mask, q), out,
-        seq_len, heads, k.shape[2], scale * LOG2_E,
-        HAS_MASK=intent_mask is not None, HEAD_DIM=head_dim, BLOCK_L=config.block_rows,
+        seq_len, heads, k.shape[2], scale * LOG2_E, seed, dropout_p, 1.0 / (1.0 - dropout_p),
+        HAS_MASK=intent_mask is not None, HAS_DROPOUT=dropout_p > 0, HEAD_DIM=head_dim, BLOCK_L=config.block_rows,
         FP32_DOT=needs_fp32_dot(q.dtype), num_warps=config.num_warps, num_stages=config.num_stages,
     )
     return out
@@ -189,8 +218,10 @@ def intent_cross_attention_backward(
     v: torch.Tensor,
     intent_mask: Optional[torch.Tensor],
     scale: float,
+    dropout_p: float,
+    seed: int,
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(dq, dk, dv) for contiguous inputs."""
+    """(dq, dk, dv) for contiguous inputs, redrawing the forward's dropout mask from ``seed``."""
     batch, heads, seq_len, head_dim = q.shape
     num_intents = k.shape[2]
     config = _config("backward", head_dim, q.dtype)
@@ -201,8 +232,8 @@ def intent_cross_attention_backward(
     grad_v_partial = torch.empty(partial_shape, dtype=torch.float32, device=q.device)
     _cross_attention_bwd_kernel[(chunks, batch * heads)](
         q, k, v, mask_pointer(intent_mask, q), grad_out, grad_q, grad_k_partial, grad_v_partial,
-        seq_len, heads, num_intents, scale, scale * LOG2_E, blocks_per_chunk,
-        HAS_MASK=intent_mask is not None, HEAD_DIM=head_dim, BLOCK_L=config.block_rows,
+        seq_len, heads, num_intents, scale, scale * LOG2_E, blocks_per_chunk, seed, dropout_p, 1.0 / (1.0 - dropout_p),
+        HAS_MASK=intent_mask is not None, HAS_DROPOUT=dropout_p > 0, HEAD_DIM=head_dim, BLOCK_L=config.block_rows,
         FP32_DOT=needs_fp32_dot(q.dtype), num_warps=config.num_warps, num_stages=config.num_stages,
     )
     grad_k = grad_k_partial.sum(dim=2).to(k.dtype)
