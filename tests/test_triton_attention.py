@@ -247,14 +247,15 @@ def test_backward_is_deterministic(device):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("masked", [False, True], ids=["no_mask", "mask"])
-def test_opcheck(device, masked):
+@pytest.mark.parametrize("dropout", [(0.0, 0), (0.25, 7)], ids=["no_dropout", "dropout"])
+def test_opcheck(device, masked, dropout):
     q, k, v = (t.requires_grad_() for t in attention_inputs(2, 2, 18, 16, torch.float32, device))
     padding = padding_mask("left", 2, 18, device) if masked else None
-    torch.library.opcheck(torch.ops.igrsr.causal_attention_triton.default, (q, k, v, padding, 2, 0.3))
+    torch.library.opcheck(torch.ops.igrsr.causal_attention_triton.default, (q, k, v, padding, 2, 0.3, *dropout))
     k_intents, v_intents = intent_keys(2, 2, 3, 16, device)
     intents = intent_mask("user0_all_masked", 2, 3, device) if masked else None
     torch.library.opcheck(
-        torch.ops.igrsr.intent_cross_attention_triton.default, (q, k_intents, v_intents, intents, 0.3)
+        torch.ops.igrsr.intent_cross_attention_triton.default, (q, k_intents, v_intents, intents, 0.3, *dropout)
     )
 
 

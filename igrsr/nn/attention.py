@@ -7,6 +7,7 @@ from torch import nn
 
 from ..ops import backend_for, causal_attention, intent_cross_attention
 from ..ops.intent_cross_attention import MAX_INTENTS  # noqa: F401  (re-exported: the most intents a layer takes)
+from ..ops.validation import check_probability
 from .dropout import Dropout
 
 
@@ -27,19 +28,29 @@ def check_heads(d_model: int, num_heads: int) -> None:
         raise ValueError(f"d_model={d_model} must be a positive multiple of num_heads={num_heads}")
 
 
+def active_attn_dropout(layer: nn.Module) -> float:
+    """The layer's attention-probability dropout in training mode, none in eval mode."""
+    return layer.attn_dropout if layer.training else 0.0
+
+
 class CausalSelfAttention(nn.Module):
     """Multi-head causal self-attention with key padding and always-visible prefix keys.
 
     forward(x (B,L,d), key_padding_mask bool (B,L) True = real, num_prefix) → (B,L,d);
-    padded rows come out as zeros.
+    padded rows come out as zeros.  ``dropout`` drops the output, ``attn_dropout`` the attention
+    probabilities (RecBole's ``attn_dropout_prob``), in training mode only, with seeds from
+    torch's default generator (reproducible under ``torch.manual_seed``).
     """
 
     OP = "causal_attention"  # the op whose backend ``backend`` names
 
-    def __init__(self, d_model: int, num_heads: int, dropout: float = 0.0, backend: str = "auto"):
+    def __init__(
+        self, d_model: int, num_heads: int, dropout: float = 0.0, backend: str = "auto", attn_dropout: float = 0.0
+    ):
         super().__init__()
         check_heads(d_model, num_heads)
         self.num_heads = num_heads
+        self.attn_dropout = check_probability("attn_dropout", attn_dropout)
         self.backend = backend_for(self.OP, backend)
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.out = nn.Linear(d_model, d_model)
@@ -50,7 +61,7 @@ class CausalSelfAttention(nn.Module):
     ) -> torch.Tensor:
         q, k, v = (split_heads(t, self.num_heads) for t in self.qkv(x).chunk(3, dim=-1))
         attended = causal_attention(
-            q, k, v, key_padding_mask, num_prefix=num_prefix, backend=self.backend
+            q, k, v, key_padding_mask, num_prefix=num_prefix, dropout_p=active_attn_dropout(self), backend=self.backend
         )
         return self.dropout(self.out(merge_heads(attended)))
 
@@ -60,6 +71,8 @@ class IntentCrossAttention(nn.Module):
 
     forward(x (B,L,d), intents (B,m,d_intent), intent_mask bool (B,m) True = visible) → (B,L,d).
     Intents carry no positions.  A row whose intents are all masked receives zeros.
+    ``attn_dropout`` drops attention probabilities in training mode, as in
+    :class:`CausalSelfAttention`.
     """
 
     OP = "intent_cross_attention"
@@ -71,10 +84,12 @@ class IntentCrossAttention(nn.Module):
         dropout: float = 0.0,
         d_intent: Optional[int] = None,
         backend: str = "auto",
+        attn_dropout: float = 0.0,
     ):
         super().__init__()
         check_heads(d_model, num_heads)
         self.num_heads = num_heads
+        self.attn_dropout = check_probability("attn_dropout", attn_dropout)
         self.backend = backend_for(self.OP, backend)
         self.query = nn.Linear(d_model, d_model)
         self.key_value = nn.Linear(d_intent or d_model, 2 * d_model)
@@ -86,5 +101,7 @@ class IntentCrossAttention(nn.Module):
     ) -> torch.Tensor:
         q = split_heads(self.query(x), self.num_heads)
         k, v = (split_heads(t, self.num_heads) for t in self.key_value(intents).chunk(2, dim=-1))
-        attended = intent_cross_attention(q, k, v, intent_mask, backend=self.backend)
+        attended = intent_cross_attention(
+            q, k, v, intent_mask, dropout_p=active_attn_dropout(self), backend=self.backend
+        )
         return self.dropout(self.out(merge_heads(attended)))

@@ -29,12 +29,15 @@ class CausalTransformerLayer(nn.Module):
 
     The SASRec block, and the *decision* half of a :class:`DeliberativeReasonerLayer`
     (same parameters, so a reasoner can be warm-started from a trained SASRec).
+    ``attn_dropout``: attention-probability dropout of its :class:`CausalSelfAttention`.
     """
 
-    def __init__(self, d_model: int, num_heads: int, dropout: float = 0.0, backend: str = "auto"):
+    def __init__(
+        self, d_model: int, num_heads: int, dropout: float = 0.0, backend: str = "auto", attn_dropout: float = 0.0
+    ):
         super().__init__()
         self.attention_norm = nn.LayerNorm(d_model)
-        self.attention = CausalSelfAttention(d_model, num_heads, dropout, backend=backend)
+        self.attention = CausalSelfAttention(d_model, num_heads, dropout, backend=backend, attn_dropout=attn_dropout)
         self.ffn_norm = nn.LayerNorm(d_model)
         self.ffn = FeedForward(d_model, dropout)
 
@@ -57,6 +60,7 @@ class DeliberativeReasonerLayer(nn.Module):
 
     The cross-attention's output projection starts at zero, so a fresh layer computes
     exactly the causal block it wraps until training gives the intents a say.
+    ``attn_dropout``: attention-probability dropout of both attentions.
     """
 
     def __init__(
@@ -66,13 +70,16 @@ class DeliberativeReasonerLayer(nn.Module):
         dropout: float = 0.0,
         d_intent: Optional[int] = None,
         backend: str = "auto",
+        attn_dropout: float = 0.0,
     ):
         super().__init__()
         self.cross_norm = nn.LayerNorm(d_model)
-        self.cross_attention = IntentCrossAttention(d_model, num_heads, dropout, d_intent, backend=backend)
+        self.cross_attention = IntentCrossAttention(
+            d_model, num_heads, dropout, d_intent, backend=backend, attn_dropout=attn_dropout
+        )
         nn.init.zeros_(self.cross_attention.out.weight)
         nn.init.zeros_(self.cross_attention.out.bias)
-        self.decision = CausalTransformerLayer(d_model, num_heads, dropout, backend=backend)
+        self.decision = CausalTransformerLayer(d_model, num_heads, dropout, backend=backend, attn_dropout=attn_dropout)
 
     def forward(
         self,

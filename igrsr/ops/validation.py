@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Optional, Sequence
 
 import torch
@@ -65,16 +66,12 @@ def check_positive_finite(name: str, value) -> float:
 
 
 def check_probability(name: str, value) -> float:
-    """A dropout probability: a real number with ``0 <= value < 1``."""
-    if isinstance(value, bool):
+    """A dropout probability: a real number (not a bool or a string) with ``0 <= value < 1``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r}")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a real number, got {value!r}") from None
-    if not 0 <= number < 1:  # also rejects NaN
+    if not 0 <= value < 1:  # also rejects NaN
         raise ValueError(f"{name} must be in [0, 1), got {value!r}")
-    return number
+    return float(value)
 
 
 def resolve_scale(scale, head_dim: int) -> float:

@@ -33,7 +33,9 @@ def causal_attention_reference(
     visible = causal_visibility(length, num_prefix, q.device)[None, None]  # (1,1,L,L)
     if key_padding_mask is not None:
         visible = visible & key_padding_mask[:, None, None, :]
-    scores = torch.matmul(q, k.transpose(-1, -2)).float() * scale
+    # Softmax in fp32 at least, in float64 for float64 inputs (the exact reference of the tests).
+    softmax_dtype = torch.promote_types(q.dtype, torch.float32)
+    scores = torch.matmul(q, k.transpose(-1, -2)).to(softmax_dtype) * scale
     # A finite fill keeps rows with no visible key finite; they are padded rows, zeroed below.
     scores = scores.masked_fill(~visible, torch.finfo(scores.dtype).min)
     probs = drop_probabilities(torch.softmax(scores, dim=-1) * visible, dropout_p, seed)

@@ -21,7 +21,9 @@ def intent_cross_attention_reference(
     q (B,H,L,D), k/v (B,H,m,D), intent_mask bool (B,m) True = visible.  With ``dropout_p > 0``
     the probabilities are dropped with the mask of :mod:`igrsr.ops.attention_dropout`.
     """
-    scores = torch.matmul(q, k.transpose(-1, -2)).float() * scale  # (B,H,L,m)
+    # Softmax in fp32 at least, in float64 for float64 inputs (the exact reference of the tests).
+    softmax_dtype = torch.promote_types(q.dtype, torch.float32)
+    scores = torch.matmul(q, k.transpose(-1, -2)).to(softmax_dtype) * scale  # (B,H,L,m)
     if intent_mask is None:
         probs = torch.softmax(scores, dim=-1)
     else:
