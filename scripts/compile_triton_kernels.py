@@ -4,7 +4,8 @@ Triton's interpreter (how the kernels are tested on CPUs) does not check what on
 compiler checks: which globals a kernel may read, the types of ``tl.dot`` operands, shared
 memory per block.  This compiles each kernel down to a cubin (Triton's wheel carries ptxas),
 with the block sizes, warps and stages the launchers choose on a GPU: for sm_90 with every
-dtype and every head dim, for sm_80 with the largest (the most shared memory); and checks
+dtype and every head dim, with attention dropout off and on (the Philox mask costs registers),
+for sm_80 with the largest head dim (the most shared memory); and checks
 that its shared memory fits the target and that the kernels tuned not to spill registers
 (``SPILL_FREE``) do not.  Prints one line per kernel, with its registers and stack per thread
 where the wheel's cuobjdump reads them (what bounds occupancy; stack is spilled registers),
@@ -38,14 +39,15 @@ SHARED_MEMORY = {80: 166912, 90: 232448}
 TRITON_TYPES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
 BYTE_POINTERS = {"INTENT_MASK", "KEY_REAL"}
 FP32_POINTERS = {"LSE", "DELTA", "GRAD_K_PARTIAL", "GRAD_V_PARTIAL"}
+FP32_SCALARS = {"dropout_p"}
 # Kernels whose launch configs were chosen not to spill registers (the cross-attention
 # backward spilled up to 6.5 KB per thread before); a spill there is a regression.
 SPILL_FREE = {"_cross_attention_fwd_kernel", "_cross_attention_bwd_kernel"}
 
 
 def signature(kernel, dtype, constexprs):
-    """Argument types by naming convention: upper-case names are pointers, ``*scale`` floats,
-    other lower-case names int32."""
+    """Argument types by naming convention: upper-case names are pointers, ``*scale`` and
+    ``dropout_p`` floats, other lower-case names int32 (seeds are drawn below 2**31)."""
     types = {}
     for param in kernel.params:
         name = param.name
@@ -57,7 +59,7 @@ def signature(kernel, dtype, constexprs):
             types[name] = "*fp32"
         elif name.isupper():
             types[name] = "*" + TRITON_TYPES[dtype]
-        elif name.endswith("scale"):
+        elif name.endswith("scale") or name in FP32_SCALARS:
             types[name] = "fp32"
         else:
             types[name] = "i32"
@@ -67,32 +69,36 @@ def signature(kernel, dtype, constexprs):
     return types
 
 
-def launches(dtype, head_dim):
-    """(kernel, constexprs, num_warps, num_stages) of every launch, as the launchers choose them."""
+def launches(dtype, head_dim, dropout):
+    """(kernel, constexprs, num_warps, num_stages) of every launch, as the launchers choose them;
+    with ``dropout``, only the kernels that take it."""
     fp32_dot = needs_fp32_dot(dtype)
     cross_launches = [
-        (kernel, dict(HAS_MASK=True, HEAD_DIM=head_dim, BLOCK_L=config.block_rows, FP32_DOT=fp32_dot),
+        (kernel,
+         dict(HAS_MASK=True, HAS_DROPOUT=dropout, HEAD_DIM=head_dim, BLOCK_L=config.block_rows, FP32_DOT=fp32_dot),
          config.num_warps, config.num_stages)
         for kernel, config in ((cross._cross_attention_fwd_kernel, cross._config("forward", head_dim, dtype)),
                                (cross._cross_attention_bwd_kernel, cross._config("backward", head_dim, dtype)))
     ]
     forward, backward = causal._forward_config(head_dim, dtype), causal._backward_config(head_dim, dtype)
-    return [
+    every_launch = [
         *cross_launches,
         (
             causal._causal_attention_fwd_kernel,
-            dict(HAS_PADDING=True, HEAD_DIM=head_dim, BLOCK_M=forward.block_m, BLOCK_N=forward.block_n,
-                 FP32_DOT=fp32_dot),
+            dict(HAS_PADDING=True, HAS_DROPOUT=dropout, HEAD_DIM=head_dim, BLOCK_M=forward.block_m,
+                 BLOCK_N=forward.block_n, FP32_DOT=fp32_dot),
             forward.num_warps, forward.num_stages,
         ),
         (causal._bwd_preprocess_kernel, dict(HEAD_DIM=head_dim, BLOCK_M=backward.block_m2), 4, 3),
         (
             causal._causal_attention_bwd_kernel,
-            dict(HAS_PADDING=True, HEAD_DIM=head_dim, BLOCK_M1=backward.block_m1, BLOCK_N1=backward.block_n1,
-                 BLOCK_M2=backward.block_m2, BLOCK_N2=backward.block_n2, FP32_DOT=fp32_dot),
+            dict(HAS_PADDING=True, HAS_DROPOUT=dropout, HEAD_DIM=head_dim, BLOCK_M1=backward.block_m1,
+                 BLOCK_N1=backward.block_n1, BLOCK_M2=backward.block_m2, BLOCK_N2=backward.block_n2,
+                 FP32_DOT=fp32_dot),
             backward.num_warps, backward.num_stages,
         ),
     ]
+    return [launch for launch in every_launch if not dropout or "HAS_DROPOUT" in launch[1]]
 
 
 def resource_usage(cubin: bytes) -> Optional[Tuple[int, int]]:
@@ -111,20 +117,25 @@ def resource_usage(cubin: bytes) -> Optional[Tuple[int, int]]:
     return (int(found.group(1)), int(found.group(2))) if found else None
 
 
-TARGETS = [(90, dtype, head_dim) for dtype in TRITON_TYPES for head_dim in (16, 32, 64, 128)]
-TARGETS += [(80, dtype, 128) for dtype in TRITON_TYPES]
+TARGETS = [
+    (90, dtype, head_dim, dropout)
+    for dropout in (False, True)
+    for dtype in TRITON_TYPES
+    for head_dim in (16, 32, 64, 128)
+]
+TARGETS += [(80, dtype, 128, False) for dtype in TRITON_TYPES]
 
 
 def main():
-    for arch, dtype, head_dim in TARGETS:
-        for kernel, constexprs, num_warps, num_stages in launches(dtype, head_dim):
+    for arch, dtype, head_dim, dropout in TARGETS:
+        for kernel, constexprs, num_warps, num_stages in launches(dtype, head_dim, dropout):
             source = ASTSource(fn=kernel, signature=signature(kernel, dtype, constexprs), constexprs=constexprs)
             compiled = triton.compile(
                 source, target=GPUTarget("cuda", arch, 32), options=dict(num_warps=num_warps, num_stages=num_stages)
             )
             shared = compiled.metadata.shared
             name = kernel.fn.__name__
-            launch = f"sm_{arch} {TRITON_TYPES[dtype]} head_dim={head_dim} {name}"
+            launch = f"sm_{arch} {TRITON_TYPES[dtype]} head_dim={head_dim} {name}{' dropout' if dropout else ''}"
             usage = resource_usage(compiled.asm["cubin"])
             registers = f", {usage[0]} registers and {usage[1]} B stack per thread" if usage else ""
             print(f"{launch}: {num_warps} warps, {shared} B shared{registers}", flush=True)
