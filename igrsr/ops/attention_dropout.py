@@ -5,15 +5,17 @@ As in FlashAttention and ``torch.nn.functional.scaled_dot_product_attention``, d
 the normalized softmax probabilities, and the kept ones are scaled by ``1/(1-p)`` so the
 output's expectation is unchanged.
 
-The mask is counter-based, so no backend stores it: the probability at flat position ``o`` of
-a contiguous ``(B, H, rows, cols)`` tensor is kept when the Philox-4x32-10 uniform drawn for
-``o`` is ``>= p``.  One Philox call (key ``seed``, counter ``o // 4``) yields four 32-bit words;
-``o`` takes word ``o % 4``, converted to a float in [0, 1) as ``tl.uint_to_uniform_float`` does.
-The kernels (``triton_common.dropout_keep``) recompute it from the position in the forward and
-the backward; the references compute the same bits here, so all backends drop the same
+The mask is counter-based, so no backend stores it: one Philox-4x32-10 call (key ``seed``)
+yields four 32-bit words, which decide four neighbouring probabilities of a row, as in
+FlashAttention.  Probability ``(b·h, row, col)`` of a ``(B·H, rows, cols)`` tensor takes word
+``col % 4`` of the call with counter ``(b·h · rows + row) · ceil(cols / 4) + col // 4``, read as
+a float in [0, 1) as ``tl.uint_to_uniform_float`` does, and is kept when that is ``>= p``.  The
+kernels (``triton_common.dropout_keep``) recompute it from the position in the forward and the
+backward; the references compute the same bits here, so all backends drop the same
 probabilities for the same seed and can be compared exactly.
 """
 
+import math
 from typing import Optional, Sequence, Tuple
 
 import torch
@@ -29,6 +31,7 @@ ROUNDS = 10
 UNIFORM_SCALE = 4.6566127342e-10
 # Philox calls per chunk: bounds the int64 temporaries (and keeps them in cache).
 CHUNK_CALLS = 1 << 15
+WORDS_PER_CALL = 4
 SEED_LIMIT = 1 << 63
 
 
@@ -83,20 +86,19 @@ def words_to_uniform(words: torch.Tensor) -> torch.Tensor:
 
 
 def dropout_keep_mask(seed: int, shape: Sequence[int], dropout_p: float, device) -> torch.Tensor:
-    """bool ``shape``: which probabilities of a contiguous tensor of that shape survive."""
-    numel = 1
-    for size in shape:
-        numel *= size
+    """bool ``shape`` ``(..., rows, cols)``: which probabilities survive, leading dims flattened
+    into the ``b·h`` of the module docstring."""
+    *_, cols = shape
+    calls_per_row = -(-cols // WORDS_PER_CALL)
+    total_calls = calls_per_row * (math.prod(shape) // cols if cols else 0)
     threshold = torch.tensor(dropout_p, dtype=torch.float32, device=device)
-    keep = torch.empty(numel, dtype=torch.bool, device=device)
-    # Positions [4·first, 4·stop) of each chunk come from the Philox calls first..stop.
-    for first in range(0, (numel + 3) // 4, CHUNK_CALLS):
-        counters = torch.arange(first, min(first + CHUNK_CALLS, (numel + 3) // 4), device=device)
-        words = torch.stack(philox_words(seed, counters), dim=1).flatten()
-        start = 4 * first
-        stop = min(start + words.numel(), numel)
-        keep[start:stop] = words_to_uniform(words[: stop - start]) >= threshold
-    return keep.view(tuple(shape))
+    keep = torch.empty(total_calls * WORDS_PER_CALL, dtype=torch.bool, device=device)
+    for first in range(0, total_calls, CHUNK_CALLS):
+        counters = torch.arange(first, min(first + CHUNK_CALLS, total_calls), device=device)
+        words = torch.stack(philox_words(seed, counters), dim=1).flatten()  # word w of call c at 4c + w
+        keep[WORDS_PER_CALL * first : WORDS_PER_CALL * first + words.numel()] = words_to_uniform(words) >= threshold
+    # Rows hold whole calls: drop the words past the last column.
+    return keep.view(-1, calls_per_row * WORDS_PER_CALL)[:, :cols].reshape(tuple(shape))
 
 
 def drop_probabilities(probs: torch.Tensor, dropout_p: float, seed: int) -> torch.Tensor:

@@ -41,16 +41,20 @@ def dot(a, b, acc, FP32_DOT: tl.constexpr):
 
 
 @triton.jit
-def dropout_keep(seed, batch_head, rows, cols, num_rows, num_cols, dropout_p):
-    """Which attention probabilities survive dropout: the mask of
-    :func:`igrsr.ops.attention_dropout.dropout_keep_mask` at (batch·head, rows, cols) of a
-    ``(B·H, num_rows, num_cols)`` tensor.  ``rows`` and ``cols`` broadcast: pass
-    (rows[:, None], cols[None, :]) or the transpose.  Recomputed from the position, never stored."""
-    offsets = (batch_head.to(tl.int64) * num_rows + rows) * num_cols + cols
-    word0, word1, word2, word3 = tl.randint4x(seed, offsets >> 2)
-    lane = offsets & 3
-    word = tl.where(lane == 0, word0, tl.where(lane == 1, word1, tl.where(lane == 2, word2, word3)))
-    return tl.uint_to_uniform_float(word) >= dropout_p
+def dropout_keep(seed, batch_head, rows, col_start, num_rows, num_cols, dropout_p, BLOCK_COLS: tl.constexpr):
+    """(len(rows), BLOCK_COLS) bool: which attention probabilities of rows ``rows`` and columns
+    ``col_start + arange(BLOCK_COLS)`` (``col_start`` a multiple of 4) of a ``(B·H, num_rows,
+    num_cols)`` tensor survive dropout: the mask of :func:`igrsr.ops.attention_dropout
+    .dropout_keep_mask`, recomputed from the position, never stored.  One Philox call serves
+    four neighbouring columns."""
+    calls_per_row = tl.cdiv(num_cols, 4)
+    calls = col_start // 4 + tl.arange(0, BLOCK_COLS // 4)
+    counters = (batch_head.to(tl.int64) * num_rows + rows[:, None]) * calls_per_row + calls[None, :]
+    word0, word1, word2, word3 = tl.randint4x(seed, counters)
+    # join(join(w0, w2), join(w1, w3)) is (..., call, 2, 2) with word w at [call, w // 2, w % 2].
+    words = tl.join(tl.join(word0, word2), tl.join(word1, word3))
+    words = tl.reshape(words, (rows.shape[0], BLOCK_COLS))
+    return tl.uint_to_uniform_float(words) >= dropout_p
 
 
 @triton.jit

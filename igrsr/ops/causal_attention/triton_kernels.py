@@ -76,7 +76,7 @@ def _fwd_key_blocks(acc, row_sum, row_max, q, K, V, KEY_REAL, rows, start, stop,
         rescale = tl.math.exp2(row_max - shift)
         row_sum = row_sum * rescale + tl.sum(probs, 1)
         if HAS_DROPOUT:  # after the row sum: dropout acts on the normalized probabilities
-            keep = dropout_keep(seed, batch_head, rows[:, None], cols[None, :], seq_len, seq_len, dropout_p)
+            keep = dropout_keep(seed, batch_head, rows, block_start, seq_len, seq_len, dropout_p, BLOCK_N)
             probs = tl.where(keep, probs, 0.0)
         v = tl.load(V + offsets, mask=in_range, other=0.0)
         acc = dot(probs.to(v.dtype), v, acc * rescale[:, None], FP32_DOT)
@@ -150,12 +150,13 @@ def _bwd_preprocess_kernel(OUT, GRAD_OUT, DELTA, seq_len,
 
 
 @triton.jit
-def _dkdv_query_blocks(grad_k, grad_v, k, v, Q, GRAD_OUT, LSE, DELTA, cols, start, stop,
+def _dkdv_query_blocks(grad_k, grad_v, k, v, Q, GRAD_OUT, LSE, DELTA, key_start, start, stop,
                        seq_len, num_prefix, qk_scale, batch_head, seed, dropout_p, dropout_scale,
                        CAUSAL_MASK: tl.constexpr, HAS_DROPOUT: tl.constexpr, HEAD_DIM: tl.constexpr,
-                       BLOCK_M: tl.constexpr, FP32_DOT: tl.constexpr):
+                       BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, FP32_DOT: tl.constexpr):
     """Accumulate dk, dv of one key block over query blocks [start, stop), working on the
     transposed (key × query) probabilities so k and v stay the left operands."""
+    cols = key_start + tl.arange(0, BLOCK_N)
     dims = tl.arange(0, HEAD_DIM)
     for block_start in range(start, stop, BLOCK_M):
         rows = block_start + tl.arange(0, BLOCK_M)
@@ -171,7 +172,7 @@ def _dkdv_query_blocks(grad_k, grad_v, k, v, Q, GRAD_OUT, LSE, DELTA, cols, star
         grad_probs_t = dot(v, tl.trans(grad_out), None, FP32_DOT)
         kept_probs_t = probs_t
         if HAS_DROPOUT:
-            keep_t = dropout_keep(seed, batch_head, rows[None, :], cols[:, None], seq_len, seq_len, dropout_p)
+            keep_t = tl.trans(dropout_keep(seed, batch_head, rows, key_start, seq_len, seq_len, dropout_p, BLOCK_N))
             kept_probs_t = drop(probs_t, keep_t, dropout_scale)
             grad_probs_t = drop(grad_probs_t, keep_t, dropout_scale)
         grad_v = dot(kept_probs_t.to(grad_out.dtype), grad_out, grad_v, FP32_DOT)
@@ -201,7 +202,7 @@ def _dq_key_blocks(grad_q, q, grad_out, lse, delta, K, V, KEY_REAL, rows, start,
         probs = tl.where(visible, probs, 0.0)
         grad_probs = dot(grad_out, v_t, None, FP32_DOT)
         if HAS_DROPOUT:
-            keep = dropout_keep(seed, batch_head, rows[:, None], cols[None, :], seq_len, seq_len, dropout_p)
+            keep = dropout_keep(seed, batch_head, rows, block_start, seq_len, seq_len, dropout_p, BLOCK_N)
             grad_probs = drop(grad_probs, keep, dropout_scale)
         grad_scores = probs * (grad_probs - delta[:, None])
         grad_q = dot(grad_scores.to(k_t.dtype), tl.trans(k_t), grad_q, FP32_DOT)
@@ -225,14 +226,14 @@ def _dkdv_for_key_block(Q, K, V, KEY_REAL, GRAD_OUT, LSE, DELTA, GRAD_K, GRAD_V,
     band_start = tl.where(block_start < num_prefix, 0, block_start)
     band_stop = tl.minimum(block_start + BLOCK_N, seq_len)
     grad_k, grad_v = _dkdv_query_blocks(
-        grad_k, grad_v, k, v, Q, GRAD_OUT, LSE, DELTA, cols, band_start, band_stop,
+        grad_k, grad_v, k, v, Q, GRAD_OUT, LSE, DELTA, block_start, band_start, band_stop,
         seq_len, num_prefix, qk_scale, batch_head, seed, dropout_p, dropout_scale,
-        True, HAS_DROPOUT, HEAD_DIM, BLOCK_M, FP32_DOT)
+        True, HAS_DROPOUT, HEAD_DIM, BLOCK_M, BLOCK_N, FP32_DOT)
     # Off-band: later queries see every key of this block.
     grad_k, grad_v = _dkdv_query_blocks(
-        grad_k, grad_v, k, v, Q, GRAD_OUT, LSE, DELTA, cols, band_stop, seq_len,
+        grad_k, grad_v, k, v, Q, GRAD_OUT, LSE, DELTA, block_start, band_stop, seq_len,
         seq_len, num_prefix, qk_scale, batch_head, seed, dropout_p, dropout_scale,
-        False, HAS_DROPOUT, HEAD_DIM, BLOCK_M, FP32_DOT)
+        False, HAS_DROPOUT, HEAD_DIM, BLOCK_M, BLOCK_N, FP32_DOT)
     # Padded keys were never attended: their gradients are exactly zero.
     real = _key_is_real(KEY_REAL, cols, seq_len, HAS_PADDING)[:, None]
     tl.store(GRAD_K + offsets, tl.where(real, grad_k * scale, 0.0).to(GRAD_K.dtype.element_ty), mask=in_range)

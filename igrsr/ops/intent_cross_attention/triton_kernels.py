@@ -70,8 +70,7 @@ def _intent_probabilities(q, k, visible, qk_scale, FP32_DOT: tl.constexpr):
 def _keep_intents(seed, batch_head, block, seq_len, num_intents, dropout_p, BLOCK_L: tl.constexpr):
     """The dropout keep-mask ``(BLOCK_L, INTENT_BLOCK)`` of one block of query rows."""
     rows = block * BLOCK_L + tl.arange(0, BLOCK_L)
-    intents = tl.arange(0, INTENT_BLOCK)
-    return dropout_keep(seed, batch_head, rows[:, None], intents[None, :], seq_len, num_intents, dropout_p)
+    return dropout_keep(seed, batch_head, rows, 0, seq_len, num_intents, dropout_p, INTENT_BLOCK)
 
 
 @triton.jit
