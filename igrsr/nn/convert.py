@@ -6,9 +6,8 @@ projects back with ``out``.  Two common layouts hold the same numbers:
 
 - RecBole (``recbole.model.layers.MultiHeadAttention``): ``query``, ``key``, ``value`` and
   ``dense`` Linear layers;
-- ``torch.nn.MultiheadAttention``: ``in_proj_weight`` (3d, d) and ``in_proj_bias`` already in
-  q, k, v order (or ``q_proj_weight``/``k_proj_weight``/``v_proj_weight`` when built with
-  ``kdim``/``vdim``), and ``out_proj``.
+- ``torch.nn.MultiheadAttention`` (self-attention, so one ``in_proj_weight``): ``in_proj_weight``
+  (3d, d) and ``in_proj_bias``, already in q, k, v order, and ``out_proj``.
 
 Both have the same head split, so the fused weight is the three weights stacked.
 """
@@ -17,7 +16,6 @@ from typing import Dict, Mapping
 
 import torch
 
-TORCH_SEPARATE = ("q_proj_weight", "k_proj_weight", "v_proj_weight")
 RECBOLE_SEPARATE = ("query", "key", "value")
 
 # RecBole's TransformerLayer (post-norm) → CausalTransformerLayer(norm="post"); the attention
@@ -50,10 +48,8 @@ def fused_qkv_state_dict(state_dict: Mapping[str, torch.Tensor], prefix: str = "
     LayerNorm: load its whole block with :func:`recbole_transformer_layer_state_dict`.
     """
     state = dict(state_dict)
-    if prefix + "in_proj_weight" in state or prefix + TORCH_SEPARATE[0] in state:
-        weight = state.pop(prefix + "in_proj_weight", None)
-        if weight is None:
-            weight = torch.cat([state.pop(prefix + name) for name in TORCH_SEPARATE])
+    if prefix + "in_proj_weight" in state:
+        weight = state.pop(prefix + "in_proj_weight")
         state[prefix + "qkv.weight"] = weight
         state[prefix + "qkv.bias"] = _biases(state, [prefix + "in_proj_bias"], weight)
         out_weight = state.pop(prefix + "out_proj.weight")
