@@ -276,6 +276,5 @@ def test_the_layers_and_ops_run_where_triton_cannot_be_imported():
         "x = torch.randn(2, 5, 16); n.CausalTransformerLayer(16, 2)(x, torch.ones(2, 5, dtype=torch.bool))\n"
         "n.DeliberativeReasonerLayer(16, 2)(x, torch.randn(2, 3, 16))\n"
         "o.info_nce(x[:, 0], x[:, 1])\n"
-        "assert 'triton' not in o.available_backends('causal_attention')\n"
     )
     subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
