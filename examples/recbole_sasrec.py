@@ -17,6 +17,8 @@ removed; :func:`restore_numpy_aliases` puts them back before RecBole is used.
 
     python examples/recbole_sasrec.py              # max |difference| on an ml-100k batch
     python examples/recbole_sasrec.py --epochs 5   # and train the igrsr version with RecBole
+
+Training runs RecBole's Trainer, which writes ``log_tensorboard/`` in the current directory.
 """
 
 import argparse
