@@ -165,7 +165,8 @@ class DeliberativeReasoner(nn.Module):
         self.embedding = copy.deepcopy(backbone.encoder.embedding)
         self.embedding.dropout.p = dropout
         layer_type = DeliberativeReasonerLayer if fusion == "cross_attention" else CausalTransformerLayer
-        self.layers = nn.ModuleList(layer_type(d_model, num_heads, dropout, backend=backend) for _ in range(num_layers))
+        layers = nn.ModuleList(layer_type(d_model, num_heads, dropout) for _ in range(num_layers))
+        self.layers = use_backend(layers, backend)
         self.final_norm = copy.deepcopy(backbone.encoder.final_norm)
         self._warm_start_decisions(backbone)
 
@@ -241,7 +242,7 @@ class IGRSR(SequentialRecommender):
         self.reasoner = DeliberativeReasoner(
             backbone, config.num_layers, config.num_heads, config.dropout, config.backend, config.fusion
         )
-        self.consistency = InfoNCELoss(config.temperature, backend=config.backend)
+        self.consistency = use_backend(InfoNCELoss(config.temperature), config.backend)
 
     def intents(self, history: torch.Tensor) -> torch.Tensor:
         """Projected intents ``T_D`` (B, m, d), distilled from the visible history only."""

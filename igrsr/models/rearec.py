@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import option
-from ..nn import Dropout, InfoNCELoss
+from ..nn import Dropout, InfoNCELoss, use_backend
 from .base import SequentialRecommender, TransformerConfig
 from .sasrec import SASRecEncoder
 
@@ -209,7 +209,7 @@ class ReaRecPRL(ReaRec):
         self.anneal_base = self.config.anneal_base
         self.reasoning_noise = self.config.reasoning_noise
         self.reasoning_cl_weight = self.config.reasoning_cl_weight
-        self.contrastive = InfoNCELoss(self.temperature, normalize=False, symmetric=False, backend=self.backend)
+        self.contrastive = use_backend(InfoNCELoss(self.temperature, normalize=False, symmetric=False), self.backend)
 
     def training_loss(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, float]]:
         contrast = self.reasoning_cl_weight > 0 and self.reasoning_noise > 0

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import option
-from ..nn import CausalTransformerLayer, Dropout
+from ..nn import CausalTransformerLayer, Dropout, use_backend
 from .base import SequentialRecommender, TransformerConfig
 
 
@@ -79,8 +79,9 @@ class SASRecEncoder(nn.Module):
     ):
         super().__init__()
         self.embedding = ItemSequenceEmbedding(num_items, max_len, d_model, dropout, d_item)
-        self.layers = nn.ModuleList(
-            CausalTransformerLayer(d_model, num_heads, dropout, backend=backend) for _ in range(num_layers)
+        # ``backend`` is the model's: each layer's op runs it where that op has it (use_backend).
+        self.layers = use_backend(
+            nn.ModuleList(CausalTransformerLayer(d_model, num_heads, dropout) for _ in range(num_layers)), backend
         )
         self.final_norm = nn.LayerNorm(d_model)
 

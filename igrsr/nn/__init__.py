@@ -2,6 +2,7 @@
 
 from .attention import MAX_INTENTS, CausalSelfAttention, IntentCrossAttention
 from .backends import check_backend, use_backend
+from .convert import fused_qkv_state_dict, recbole_transformer_layer_state_dict
 from .dropout import Dropout
 from .losses import InfoNCELoss
 from .transformer import CausalTransformerLayer, DeliberativeReasonerLayer, FeedForward
@@ -14,7 +15,9 @@ __all__ = [
     "DeliberativeReasonerLayer",
     "Dropout",
     "FeedForward",
+    "fused_qkv_state_dict",
     "InfoNCELoss",
     "IntentCrossAttention",
+    "recbole_transformer_layer_state_dict",
     "use_backend",
 ]
