@@ -51,14 +51,18 @@ def valid_mask_from_recbole(attention_mask: torch.Tensor) -> torch.Tensor:
 class IgrsrMultiHeadAttention(nn.Module):
     """RecBole's ``MultiHeadAttention`` interface (``forward(x, attention_mask)``, residual and
     post-LayerNorm included) over igrsr's causal attention.  RecBole's attention-probability
-    dropout (``attn_dropout_prob``) has no counterpart here; ``hidden_dropout_prob`` is the
-    attention layer's output dropout, as in RecBole."""
+    dropout (``attn_dropout_prob``) is the layer's ``attn_dropout``; ``hidden_dropout_prob`` is
+    its output dropout, as in RecBole."""
 
     def __init__(self, recbole_attention: nn.Module, backend: str = "auto"):
         super().__init__()
         d_model = recbole_attention.dense.in_features
         self.attention = CausalSelfAttention(
-            d_model, recbole_attention.num_attention_heads, recbole_attention.out_dropout.p, backend=backend
+            d_model,
+            recbole_attention.num_attention_heads,
+            recbole_attention.out_dropout.p,
+            backend=backend,
+            attn_dropout=recbole_attention.attn_dropout.p,
         )
         recbole_weights = {k: v for k, v in recbole_attention.state_dict().items() if not k.startswith("LayerNorm.")}
         self.attention.load_state_dict(recbole_weights)  # query/key/value/dense → qkv/out
@@ -91,6 +95,7 @@ class IgrsrTransformerEncoder(nn.Module):
             ffn_dim=ffn.dense_1.out_features,
             activation=activation,
             eps=ffn.LayerNorm.eps,
+            attn_dropout=attention.attn_dropout.p,
         )
         block.load_state_dict(recbole_transformer_layer_state_dict(recbole_layer.state_dict()))
         return block
