@@ -77,8 +77,8 @@ def launches(dtype, head_dim, dropout):
         (kernel,
          dict(HAS_MASK=True, HAS_DROPOUT=dropout, HEAD_DIM=head_dim, BLOCK_L=config.block_rows, FP32_DOT=fp32_dot),
          config.num_warps, config.num_stages)
-        for kernel, config in ((cross._cross_attention_fwd_kernel, cross._config("forward", head_dim, dtype)),
-                               (cross._cross_attention_bwd_kernel, cross._config("backward", head_dim, dtype)))
+        for kernel, config in ((cross._cross_attention_fwd_kernel, cross._config("forward", head_dim, dtype, dropout)),
+                               (cross._cross_attention_bwd_kernel, cross._config("backward", head_dim, dtype, dropout)))
     ]
     forward, backward = causal._forward_config(head_dim, dtype), causal._backward_config(head_dim, dtype)
     every_launch = [

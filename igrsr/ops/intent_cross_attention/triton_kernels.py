@@ -156,16 +156,22 @@ class _Config(NamedTuple):
 # dots run on FMA units and hold far more than tensor-core dots, and the backward holds
 # five tiles (q, dO, dq and the dk, dv accumulators) where the forward holds two.
 _TILE_BUDGET = {("forward", True): 4096, ("forward", False): 8192, ("backward", True): 2048, ("backward", False): 4096}
+# With attention dropout the Philox mask needs registers too: the fp32 forward spilled at 64
+# rows × head dim 64 (32 B per thread).
+_DROPOUT_TILE_BUDGET = {("forward", True): 2048}
 _MAX_BLOCK_ROWS = 64
 
 
-def _config(pass_name: str, head_dim: int, dtype: torch.dtype) -> _Config:
+def _config(pass_name: str, head_dim: int, dtype: torch.dtype, dropout: bool) -> _Config:
     """Rows, warps and pipeline stages of a launch; 16 rows under the interpreter so tests
     cover several blocks."""
     if is_interpreting():
         return _Config(16, 1, 1)
     fp32_dot = needs_fp32_dot(dtype)
-    rows = max(16, min(_MAX_BLOCK_ROWS, _TILE_BUDGET[pass_name, fp32_dot] // head_dim))
+    budget = _TILE_BUDGET[pass_name, fp32_dot]
+    if dropout:
+        budget = _DROPOUT_TILE_BUDGET.get((pass_name, fp32_dot), budget)
+    rows = max(16, min(_MAX_BLOCK_ROWS, budget // head_dim))
     # Pipelining the fp32 backward's loop (prefetching the next q, dO) spills at every head
     # dim: thousands of bytes per thread at the default 3 stages.
     stages = 1 if pass_name == "backward" and fp32_dot else 3
@@ -199,7 +205,7 @@ def intent_cross_attention_forward(
     """Output ``(B, H, L, D)`` for contiguous q, k, v."""
     batch, heads, seq_len, head_dim = q.shape
     out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
-    config = _config("forward", head_dim, q.dtype)
+    config = _config("forward", head_dim, q.dtype, dropout_p > 0)
     grid = (triton.cdiv(seq_len, config.block_rows), batch * heads)
     _cross_attention_fwd_kernel[grid](
         q, k, v, mask_pointer(intent_mask, q), out,
@@ -223,7 +229,7 @@ def intent_cross_attention_backward(
     """(dq, dk, dv) for contiguous inputs, redrawing the forward's dropout mask from ``seed``."""
     batch, heads, seq_len, head_dim = q.shape
     num_intents = k.shape[2]
-    config = _config("backward", head_dim, q.dtype)
+    config = _config("backward", head_dim, q.dtype, dropout_p > 0)
     chunks, blocks_per_chunk = _reduction_chunks(triton.cdiv(seq_len, config.block_rows), batch * heads, q.device)
     grad_q = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     partial_shape = (batch, heads, chunks, num_intents, head_dim)
