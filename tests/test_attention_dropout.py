@@ -143,6 +143,25 @@ def test_cross_dropout_matches_reference(case, dtype, device):
     assert_within_reference_error(intent_cross_attention, inputs, intent_mask=mask, dropout_p=0.6, dropout_seed=3)
 
 
+@requires_triton
+@pytest.mark.skipif(not INTERPRETING, reason="GPU block sizes on the interpreter")
+def test_gpu_block_sizes_with_dropout(monkeypatch):
+    """The block sizes chosen for GPUs (a mask tile of 64 keys, the cross-attention's dropout
+    config) drop the same probabilities as the reference."""
+    from igrsr.ops.causal_attention import triton_kernels as causal_kernels
+    from igrsr.ops.intent_cross_attention import triton_kernels as cross_kernels
+
+    monkeypatch.setattr(causal_kernels, "is_interpreting", lambda: False)
+    monkeypatch.setattr(cross_kernels, "is_interpreting", lambda: False)
+    inputs = attention_inputs(2, 1, 150, 64, torch.float16, "cpu")
+    mask = padding_mask("left", 2, 150, "cpu")
+    assert_within_reference_error(
+        causal_attention, inputs, key_padding_mask=mask, num_prefix=70, dropout_p=0.3, dropout_seed=1
+    )
+    inputs = intent_inputs(1, 2, 150, 5, 64, torch.float32, "cpu")
+    assert_within_reference_error(intent_cross_attention, inputs, dropout_p=0.3, dropout_seed=1)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("call", CALLS)
 def test_zero_dropout_is_no_dropout(call, backend):
