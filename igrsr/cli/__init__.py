@@ -20,6 +20,7 @@ from typing import List, Optional
 
 from ..config import ConfigError
 from ..ops import BackendUnavailableError
+from ..train.rundir import RunBusyError
 from .export import add_export_command
 from .options import MODEL_OPTIONS_KEY, CommandError, config_file_path, file_defaults, flag, model_fields, read_config_file
 from .study import add_study_commands
@@ -66,8 +67,12 @@ def parse(parser: argparse.ArgumentParser, argv: List[str]) -> argparse.Namespac
 
 # What a user's input can cause: bad options, config files and data (DataFormatError and
 # UnicodeError are ValueErrors), and files that cannot be read or written (OSError: missing,
-# a directory, no permission, disk full).  Anything else is a bug and keeps its traceback.
-USER_ERRORS = (CommandError, ConfigError, BackendUnavailableError, ValueError, OSError)
+# a directory, no permission, disk full), a run directory another process trains in, and a
+# training its settings make diverge (FloatingPointError: a non-finite loss).  Anything else is
+# a bug and keeps its traceback.
+USER_ERRORS = (
+    CommandError, ConfigError, BackendUnavailableError, ValueError, OSError, RunBusyError, FloatingPointError,
+)  # fmt: skip
 
 
 def one_line(error: BaseException) -> str:
@@ -75,6 +80,8 @@ def one_line(error: BaseException) -> str:
         return f"{flag(error.option)} {error.problem}"
     if isinstance(error, OSError) and error.filename is not None and error.strerror:
         return f"{error.filename}: {error.strerror}"
+    if isinstance(error, FloatingPointError):
+        return f"{error}: the training diverged; a lower --lr (or --stage2-lr) or other options may keep it finite"
     return " ".join(str(error).split())
 
 

@@ -12,7 +12,7 @@ from ..models.registry import MODELS
 from ..study import format_paired, paired_bootstrap
 from ..train import SYNTHETIC_TRAINING, Stage2Config, TrainConfig, make_spec, train_model
 from ..train.checkpoint import save_json
-from ..train.runs import is_finished, load_best, run_description
+from ..train.runs import is_finished, load_best, resume_problem, run_description
 from .data import add_data_options, command_data, data_config, run_data
 from .options import (
     CommandError, add_config_file_option, add_config_options, add_model_options, config_values, model_options,
@@ -104,6 +104,10 @@ def command_train(args: argparse.Namespace) -> int:
     data_config(args)  # every option checked before the data is read or anything trains
     data = command_data(args)
     split = leave_one_out(data)
+    if args.resume:
+        problems = [resume_problem(spec, data, Path(args.out)) for spec in specs]
+        if any(problems):
+            raise CommandError(next(problem for problem in problems if problem))
     results = [train_model(spec, data, split, Path(args.out), args.resume, args.fresh) for spec in specs]
     print(f"\ntest metrics (full ranking over {split.num_items} items, {len(split.train)} users):")
     print(format_table(results, TRAIN_COLUMNS))

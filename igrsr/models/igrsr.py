@@ -26,7 +26,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import Config, option
-from ..nn import MAX_INTENTS, CausalTransformerLayer, DeliberativeReasonerLayer, InfoNCELoss, use_backend
+from ..nn import (
+    MAX_INTENTS,
+    MIN_TEMPERATURE,
+    CausalTransformerLayer,
+    DeliberativeReasonerLayer,
+    InfoNCELoss,
+    use_backend,
+)
 from .base import SequentialRecommender, check_backend_option, check_heads
 from .sasrec import SASRec, SASRecConfig, SASRecEncoder
 
@@ -48,7 +55,7 @@ class IGRSRConfig(Config):
     num_heads: int = option(2, "attention heads of the reasoner (IGR-SR)", ge=1)
     dropout: float = option(0.5, "dropout probability", ge=0, lt=1)
     mask_prob: float = option(0.5, "IGR-SR: probability of dropping each intent in an ICR view", ge=0, lt=1)
-    temperature: float = option(0.1, "IGR-SR: InfoNCE temperature tau", gt=0)
+    temperature: float = option(0.1, "IGR-SR: InfoNCE temperature tau", ge=MIN_TEMPERATURE)
     cl_weight: float = option(0.1, "IGR-SR: InfoNCE weight lambda (0 turns ICR off)", ge=0)
     backend: str = option("auto", "kernel backend of every attention and InfoNCE layer")
     intent_source: Literal["distiller", "free"] = option(

@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import Config, option
+from ..nn import MIN_TEMPERATURE
 from .base import SequentialRecommender
 from .sasrec import SASRec
 
@@ -61,7 +62,7 @@ class LightRecConfig(Config):
 
     num_codebooks: int = option(4, "LightRec: codebooks B", ge=1)
     codebook_size: int = option(256, "LightRec: codewords per codebook W", ge=2)
-    codebook_temperature: float = option(1.0, "LightRec: softmax temperature of the codes", gt=0)
+    codebook_temperature: float = option(1.0, "LightRec: softmax temperature of the codes", ge=MIN_TEMPERATURE)
     codebook_choice: CodebookChoice = option("bilinear", "LightRec: how a codeword is scored")
     codebook_start: CodebookStart = option("random", "LightRec: codebooks start random or at residual k-means")
 

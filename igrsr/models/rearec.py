@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import option
-from ..nn import Dropout, InfoNCELoss
+from ..nn import MIN_TEMPERATURE, Dropout, InfoNCELoss
 from .base import SequentialRecommender, TransformerConfig
 from .sasrec import SASRecEncoder
 
@@ -41,7 +41,7 @@ class ReaRecConfig(TransformerConfig):
     ``reasoning_steps`` K = 2 the paper's default; the encoder follows this package's SASRec."""
 
     reasoning_steps: int = option(2, "ReaRec: reasoning steps K", ge=1)
-    reasoning_temperature: float = option(0.07, "ReaRec: logit temperature", gt=0)
+    reasoning_temperature: float = option(0.07, "ReaRec: logit temperature", ge=MIN_TEMPERATURE)
 
 
 @dataclass(frozen=True)

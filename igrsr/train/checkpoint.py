@@ -8,7 +8,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, List
 
 import numpy as np
 import torch
@@ -24,11 +24,14 @@ def _default_file_mode() -> int:
     return 0o666 & ~umask
 
 
+TEMP_SUFFIX = ".tmp"
+
+
 def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
     """Write through ``write(file)`` into a temporary file beside ``path``, then rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     try:
         # mkstemp creates the file private; give it the mode an ordinary open() would.
         os.chmod(tmp, _default_file_mode())
@@ -41,6 +44,15 @@ def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def remove_stale_temps(directory: Path) -> List[Path]:
+    """Remove the temporary files that writers killed mid-write (``kill -9``, power loss) left in
+    ``directory``; only safe while no other process writes there.  Returns what was removed."""
+    stale = sorted(Path(directory).glob(f".*{TEMP_SUFFIX}"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def save_torch(obj: Any, path) -> None:

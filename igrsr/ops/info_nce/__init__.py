@@ -10,7 +10,7 @@ from typing import Optional
 import torch
 
 from ..dispatch import OpDispatcher
-from ..validation import check_mask, check_positive_finite, check_same, check_shape, check_tensor
+from ..validation import check_mask, check_same, check_shape, check_temperature, check_tensor
 from .reference import info_nce_reference
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -38,7 +38,7 @@ def validate_info_nce(z1, z2, temperature, group_ids, row_mask, reduction) -> fl
     check_mask("row_mask", row_mask, (batch,), z1.device)
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-    return check_positive_finite("temperature", temperature)
+    return check_temperature("temperature", temperature)
 
 
 def info_nce(
