@@ -1,6 +1,7 @@
 """Nothing lost, nothing silently wrong: run-directory locks, interrupted writes, resumes with
 other options, option values that would fail late, and the ops' guards against bad arguments."""
 
+import errno
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ from igrsr.cli import main
 from igrsr.data import leave_one_out, make_synthetic
 from igrsr.ops import causal_attention, info_nce, intent_cross_attention
 from igrsr.train import TrainConfig, make_spec, train_model
+from igrsr.train.checkpoint import save_json
 from igrsr.train.rundir import RunBusyError, differences, hold_run_dir
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -169,6 +171,14 @@ BAD_OPTIONS = [  # command-line words, the start of the one-line error after "ig
     (["train", "--model", "lightrec", "--codebook-temperature", "0"], "--codebook-temperature must be >="),
     (["train", "--model", "igrsr", "--cl-weight", "1e39"], "--cl-weight must be a finite float32 number"),
     (["train", "--threads", "0"], "--threads must be >= 1, got 0"),
+    (
+        ["train", "--model", "sasrec", "--backbone-run", "runs/x"],
+        "--backbone-run: no model of this command trains over",
+    ),
+    (
+        ["train", "--device", f"cuda:{torch.cuda.device_count()}"],
+        f"--device cuda:{torch.cuda.device_count()}: this machine has",
+    ),
     (["study", "--seeds", "0"], "--seeds must be >= 1, got 0"),
     (["study", "--users", "0"], "--users must be >= 1, got 0"),
     (["study", "--noise-seed", "-3"], "--noise-seed must be in [0, 4294967295], got -3"),
@@ -196,6 +206,21 @@ def test_a_diverging_training_is_one_line(tmp_path, capsys, monkeypatch):
     assert error.endswith(
         "at epoch 1: the training diverged; a lower --lr (or --stage2-lr) or other options may keep it finite"
     )
+
+
+def test_a_file_that_cannot_be_written_is_named_not_its_temporary(tmp_path, monkeypatch):
+    def disk_full(dir, prefix, suffix):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(Path(dir) / f"{prefix}x1{suffix}"))
+
+    monkeypatch.setattr("igrsr.train.checkpoint.tempfile.mkstemp", disk_full)
+    with pytest.raises(OSError) as error:
+        save_json({}, tmp_path / "results.json")
+    assert error.value.filename == str(tmp_path / "results.json") and error.value.errno == errno.ENOSPC
+
+
+def test_migrate_of_a_missing_path_is_an_error(tmp_path, capsys):
+    error = one_line_error(capsys, "migrate", str(tmp_path / "gone"))
+    assert error == f"igrsr migrate: error: {tmp_path / 'gone'}: No such file or directory"
 
 
 # --- ops ------------------------------------------------------------------------------------

@@ -56,7 +56,18 @@ def uses_synthetic_data(args: argparse.Namespace) -> bool:
 def train_config(args: argparse.Namespace) -> TrainConfig:
     """The training settings given, the synthetic data's presets for the others there."""
     presets = SYNTHETIC_TRAINING if uses_synthetic_data(args) else {}
-    return TrainConfig(**config_values(args, TrainConfig, presets))
+    return available(TrainConfig(**config_values(args, TrainConfig, presets)))
+
+
+def available(config: TrainConfig) -> TrainConfig:
+    """``config`` if its device is on this machine.  (Checked here, not in TrainConfig, which
+    also reads the settings of runs made elsewhere.)"""
+    device = torch.device(config.device)
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (device.index or 0) >= count:
+            raise CommandError(f"--device {config.device}: this machine has {count} CUDA device(s) visible to torch")
+    return config
 
 
 def stage2_config(args: argparse.Namespace) -> Stage2Config:
@@ -95,6 +106,9 @@ def format_table(results: List[Dict], columns: Dict[str, str]) -> str:
 def command_train(args: argparse.Namespace) -> int:
     set_threads(args)
     models = parse_models(args.model)
+    if args.backbone_run is not None and not any(MODELS[name].needs_backbone for name in models):
+        stage2 = ", ".join(name for name, entry in MODELS.items() if entry.needs_backbone)
+        raise CommandError(f"--backbone-run: no model of this command trains over a SASRec; it is for {stage2}")
     options, per_model = model_options(args, models)
     train, stage2 = train_config(args), stage2_config(args)
     specs = [
@@ -132,7 +146,7 @@ def command_evaluate(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise CommandError(f"--metric: {error}") from None
     set_threads(args)
-    runtime = TrainConfig(**config_values(args, TrainConfig), progress=False)
+    runtime = available(TrainConfig(**config_values(args, TrainConfig), progress=False))
     data_config(args)
     run_dirs = [Path(run) for run in args.runs]
     versus = [Path(args.versus)] if args.versus else []

@@ -31,7 +31,10 @@ def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
     """Write through ``write(file)`` into a temporary file beside ``path``, then rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    except OSError as error:  # the message names the file asked for, not its temporary name
+        raise type(error)(error.errno, error.strerror, str(path)) from None
     try:
         # mkstemp creates the file private; give it the mode an ordinary open() would.
         os.chmod(tmp, _default_file_mode())
