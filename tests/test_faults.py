@@ -208,6 +208,20 @@ def test_a_diverging_training_is_one_line(tmp_path, capsys, monkeypatch):
     )
 
 
+@pytest.mark.parametrize(
+    "error", [MemoryError(), torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 9 GiB")]
+)
+def test_running_out_of_memory_is_one_line_with_what_to_lower(tmp_path, capsys, monkeypatch, error):
+    def too_big(self):
+        raise error
+
+    monkeypatch.setattr("igrsr.train.trainer.Trainer._train_one_epoch", too_big)
+    message = one_line_error(capsys, *train_argv(tmp_path))
+    assert message.startswith(
+        f"igrsr train: error: out of memory ({str(error) or 'MemoryError'}); smaller --batch-size"
+    )
+
+
 def test_a_file_that_cannot_be_written_is_named_not_its_temporary(tmp_path, monkeypatch):
     def disk_full(dir, prefix, suffix):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(Path(dir) / f"{prefix}x1{suffix}"))

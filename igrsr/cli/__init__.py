@@ -18,6 +18,8 @@ import argparse
 import sys
 from typing import List, Optional
 
+import torch
+
 from ..config import ConfigError
 from ..ops import BackendUnavailableError
 from ..train.rundir import RunBusyError
@@ -67,11 +69,13 @@ def parse(parser: argparse.ArgumentParser, argv: List[str]) -> argparse.Namespac
 
 # What a user's input can cause: bad options, config files and data (DataFormatError and
 # UnicodeError are ValueErrors), and files that cannot be read or written (OSError: missing,
-# a directory, no permission, disk full), a run directory another process trains in, and a
-# training its settings make diverge (FloatingPointError: a non-finite loss).  Anything else is
-# a bug and keeps its traceback.
+# a directory, no permission, disk full), a run directory another process trains in, a
+# training its settings make diverge (FloatingPointError: a non-finite loss), and sizes the
+# memory cannot hold.  Anything else is a bug and keeps its traceback.
+OUT_OF_MEMORY = (MemoryError, torch.cuda.OutOfMemoryError)
 USER_ERRORS = (
     CommandError, ConfigError, BackendUnavailableError, ValueError, OSError, RunBusyError, FloatingPointError,
+    *OUT_OF_MEMORY,
 )  # fmt: skip
 
 
@@ -80,6 +84,9 @@ def one_line(error: BaseException) -> str:
         return f"{flag(error.option)} {error.problem}"
     if isinstance(error, OSError) and error.filename is not None and error.strerror:
         return f"{error.filename}: {error.strerror}"
+    if isinstance(error, OUT_OF_MEMORY):
+        message = " ".join(str(error).split()) or type(error).__name__
+        return f"out of memory ({message}); smaller --batch-size, --eval-batch-size, --max-len or --d-model need less"
     if isinstance(error, FloatingPointError):
         return f"{error}: the training diverged; a lower --lr (or --stage2-lr) or other options may keep it finite"
     return " ".join(str(error).split())

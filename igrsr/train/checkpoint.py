@@ -27,7 +27,7 @@ def _default_file_mode() -> int:
 TEMP_SUFFIX = ".tmp"
 
 
-def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
+def atomic_write(path: Path, write: Callable[[Any], None]) -> None:
     """Write through ``write(file)`` into a temporary file beside ``path``, then rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -59,16 +59,16 @@ def remove_stale_temps(directory: Path) -> List[Path]:
 
 
 def save_torch(obj: Any, path) -> None:
-    _atomic_write(path, lambda handle: torch.save(obj, handle))
+    atomic_write(path, lambda handle: torch.save(obj, handle))
 
 
 def save_numpy(array: np.ndarray, path) -> None:
-    _atomic_write(path, lambda handle: np.save(handle, array))
+    atomic_write(path, lambda handle: np.save(handle, array))
 
 
 def save_json(obj: Any, path) -> None:
     text = json.dumps(obj, indent=2, sort_keys=True, default=str).encode("utf-8")
-    _atomic_write(path, lambda handle: handle.write(text))
+    atomic_write(path, lambda handle: handle.write(text))
 
 
 def load_torch(path, map_location="cpu") -> Any:
