@@ -32,6 +32,13 @@ class Split:
     def num_users(self) -> int:
         return len(self.train)
 
+    def item_counts(self) -> np.ndarray:
+        """How often each item id occurs in the training sequences, ``(num_items + 1,)`` (0: padding)."""
+        counts = np.zeros(self.num_items + 1, dtype=np.int64)
+        for sequence in self.train:
+            np.add.at(counts, sequence, 1)
+        return counts
+
 
 def leave_one_out(data: InteractionData, min_length: int = 3) -> Split:
     """Split every user with at least ``min_length`` items; shorter users are skipped.

@@ -118,9 +118,9 @@ class ReaRec(SequentialRecommender):
             states.append(self.encoder.transform(tokens, real)[:, -1])
         return torch.stack(states, dim=1).view(views, batch, self.reasoning_steps + 1, -1)
 
-    def catalog_logits(self, states: torch.Tensor) -> torch.Tensor:
-        """Tempered logits ``(..., N)`` over items ``1..N`` (no padding column)."""
-        return states @ self.item_embeddings[1:].T / self.temperature
+    def tempered(self, states: torch.Tensor) -> torch.Tensor:
+        """States divided by ``τ``: their products with the item table are the tempered logits."""
+        return states / self.temperature
 
     def user_vector(self, history: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -158,10 +158,15 @@ class ReaRecERL(ReaRec):
 
     def training_loss(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, float]]:
         states = self.reasoning_states(batch["history"])[0]
-        log_probs = F.log_softmax(self.catalog_logits(states), dim=-1)  # (B, K+1, N)
-        targets = (batch["target"] - 1)[:, None].expand(-1, states.shape[1])
-        ce = F.nll_loss(log_probs.transpose(1, 2), targets, reduction="none").mean(dim=0).sum()
-        diversity = mean_pairwise_kl(log_probs)
+        steps = states.shape[1]
+        # The sum over states of each state's mean loss: K + 1 times the mean over (row, state).
+        targets = batch["target"].repeat_interleave(steps)
+        ce = steps * self.catalog_loss(self.tempered(states).flatten(0, 1), self.item_embeddings, targets)
+        if self.kl_weight == 0:
+            return ce, {"loss": ce.item(), "ce": ce.item()}
+        # The KL term compares whole catalog distributions, so it holds the (B, K+1, N) logits
+        # whatever the catalog loss.
+        diversity = mean_pairwise_kl(F.log_softmax(self.tempered(states) @ self.item_embeddings[1:].T, dim=-1))
         loss = ce - self.kl_weight * diversity
         return loss, {"loss": loss.item(), "ce": ce.item(), "kl": diversity.item()}
 
@@ -215,8 +220,8 @@ class ReaRecPRL(ReaRec):
         contrast = self.reasoning_cl_weight > 0 and self.reasoning_noise > 0
         views = self.reasoning_states(batch["history"], self.reasoning_noise if contrast else 0.0)
         clean = views[0]
-        targets = batch["target"] - 1
-        ce = F.cross_entropy(self.catalog_logits(clean[:, -1]), targets)
+        targets = batch["target"]
+        ce = self.catalog_loss(self.tempered(clean[:, -1]), self.item_embeddings, targets)
         progressive = self.progressive_loss(clean[:, :-1], targets)
         loss = ce + progressive
         parts = {"ce": ce.item(), "progressive": progressive.item()}
@@ -230,12 +235,13 @@ class ReaRecPRL(ReaRec):
         return loss, {"loss": loss.item(), **parts}
 
     def progressive_loss(self, early_states: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy of ``h_0..h_{K-1}`` at temperatures ``τ·base^K, ..., τ·base``."""
+        """Catalog loss (default the cross-entropy) of ``h_0..h_{K-1}`` at temperatures
+        ``τ·base^K, ..., τ·base``."""
         steps = early_states.shape[1]
         exponents = torch.arange(steps, 0, -1, device=early_states.device, dtype=early_states.dtype)
         annealing = self.anneal_base**exponents  # divides the logits beyond the base τ
-        logits = self.catalog_logits(early_states) / annealing[None, :, None]
-        return F.cross_entropy(logits.flatten(0, 1), targets.repeat_interleave(steps))
+        tempered = self.tempered(early_states) / annealing[None, :, None]
+        return self.catalog_loss(tempered.flatten(0, 1), self.item_embeddings, targets.repeat_interleave(steps))
 
     def user_vector(self, history: torch.Tensor) -> torch.Tensor:
         return self.reasoning_states(history)[0][:, -1]
