@@ -85,7 +85,8 @@ def assert_within_reference_error(hidden, weight, targets, backend, device, **kw
         reference_error = (reference_value.double() - exact_value).abs().max().item()
         bound = 2 * reference_error + slack * exact_value.abs().max().item() + 1e-30
         assert fast_error <= bound, (
-            f"{name}: {backend} error {fast_error:.3g} > 2 × reference error {reference_error:.3g} + slack ({bound:.3g})"
+            f"{name}: {backend} error {fast_error:.3g} > "
+            f"2 × reference error {reference_error:.3g} + slack ({bound:.3g})"
         )
     return fast
 
