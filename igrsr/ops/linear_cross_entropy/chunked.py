@@ -12,6 +12,7 @@ target terms of the gradient are folded into each chunk's probabilities, so the 
 products of a chunk give the whole gradient, accumulated in float32 before any cast.
 """
 
+import functools
 from typing import Optional, Tuple
 
 import torch
@@ -29,9 +30,9 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def _kept_rows(hidden: Tensor, targets: Tensor, ignore_index: int) -> Tuple[Tensor, Tensor, Tensor]:
-    """(indices of the rows not ignored, their hidden states in the compute dtype, their targets)."""
+    """(indices of the rows not ignored, their hidden states, their targets)."""
     rows = (targets != ignore_index).nonzero().squeeze(1)
-    return rows, hidden.index_select(0, rows).to(compute_dtype(hidden.dtype)), targets.index_select(0, rows)
+    return rows, hidden.index_select(0, rows), targets.index_select(0, rows)
 
 
 def _chunks(weight: Tensor, chunk_size: int, dtype: torch.dtype):
@@ -61,19 +62,20 @@ def row_logsumexp(hidden: Tensor, weight: Tensor, chunk_size: int) -> Tensor:
     return running_max + running_sum.log()
 
 
-@torch.library.custom_op("igrsr::linear_cross_entropy_chunked", mutates_args=())
-def linear_cross_entropy_chunked(
-    hidden: Tensor, weight: Tensor, targets: Tensor, ignore_index: int, label_smoothing: float, chunk_size: int
+def row_losses_and_lse(
+    hidden: Tensor, weight: Tensor, targets: Tensor, ignore_index: int, label_smoothing: float, logsumexp_of_rows
 ) -> Tuple[Tensor, Tensor]:
-    """(per-row losses, per-row log-sum-exp), both in the compute dtype and 0 on ignored rows;
-    the log-sum-exp is kept for the backward (not differentiable)."""
+    """(per-row losses, per-row log-sum-exp) in the compute dtype, 0 on ignored rows, with the
+    log-sum-exp of the kept rows from ``logsumexp_of_rows(kept_hidden, weight)`` (a backend's
+    sweep over the classes): loss = lse - (1 - ε) target logit - ε mean logit."""
     rows, kept_hidden, kept_targets = _kept_rows(hidden, targets, ignore_index)
-    dtype = kept_hidden.dtype
+    dtype = compute_dtype(hidden.dtype)
     row_losses = hidden.new_zeros(hidden.shape[0], dtype=dtype)
     row_lse = torch.zeros_like(row_losses)
     if rows.numel() == 0:
         return row_losses, row_lse
-    lse = row_logsumexp(kept_hidden, weight, chunk_size)
+    lse = logsumexp_of_rows(kept_hidden, weight)
+    kept_hidden = kept_hidden.to(dtype)
     target_logits = (kept_hidden * weight.index_select(0, kept_targets).to(dtype)).sum(dim=1)
     losses = lse - (1.0 - label_smoothing) * target_logits
     if label_smoothing:
@@ -81,6 +83,22 @@ def linear_cross_entropy_chunked(
         mean_class = weight.sum(dim=0, dtype=dtype) / weight.shape[0]
         losses = losses - label_smoothing * (kept_hidden @ mean_class)
     return row_losses.index_copy_(0, rows, losses), row_lse.index_copy_(0, rows, lse)
+
+
+@torch.library.custom_op("igrsr::linear_cross_entropy_chunked", mutates_args=())
+def linear_cross_entropy_chunked(
+    hidden: Tensor, weight: Tensor, targets: Tensor, ignore_index: int, label_smoothing: float, chunk_size: int
+) -> Tuple[Tensor, Tensor]:
+    """(per-row losses, per-row log-sum-exp), both in the compute dtype and 0 on ignored rows;
+    the log-sum-exp is kept for the backward (not differentiable)."""
+    return row_losses_and_lse(
+        hidden,
+        weight,
+        targets,
+        ignore_index,
+        label_smoothing,
+        lambda kept_hidden, weight: row_logsumexp(kept_hidden.to(compute_dtype(hidden.dtype)), weight, chunk_size),
+    )
 
 
 @linear_cross_entropy_chunked.register_fake
@@ -97,6 +115,65 @@ def _rows_by_chunk(targets: Tensor, num_classes: int, chunk_size: int) -> Tuple[
     return order, bounds
 
 
+def gradients(
+    grad_row_losses: Tensor,
+    hidden: Tensor,
+    weight: Tensor,
+    targets: Tensor,
+    row_lse: Tensor,
+    ignore_index: int,
+    label_smoothing: float,
+    kept_gradients,
+) -> Tuple[Tensor, Tensor]:
+    """(grad_hidden, grad_weight), with ``kept_gradients(kept_hidden, weight, kept_targets,
+    row_grads, lse, label_smoothing)`` (a backend's second sweep) giving the kept rows' grad
+    hidden in the compute dtype and the whole grad weight.  For a kept row i and class j the
+    logit's gradient is ``g_i (p_ij - ε / N) - g_i (1 - ε) [j = t_i]``, ``p`` recomputed from
+    ``row_lse``."""
+    rows, kept_hidden, kept_targets = _kept_rows(hidden, targets, ignore_index)
+    grad_hidden = torch.zeros_like(hidden)
+    if rows.numel() == 0:
+        return grad_hidden, torch.zeros_like(weight)
+    row_grads = grad_row_losses.index_select(0, rows).to(compute_dtype(hidden.dtype))
+    kept_grad_hidden, grad_weight = kept_gradients(
+        kept_hidden, weight, kept_targets, row_grads, row_lse.index_select(0, rows), label_smoothing
+    )
+    return grad_hidden.index_copy_(0, rows, kept_grad_hidden.to(hidden.dtype)), grad_weight
+
+
+def chunked_gradients(
+    kept_hidden: Tensor,
+    weight: Tensor,
+    kept_targets: Tensor,
+    row_grads: Tensor,
+    lse: Tensor,
+    label_smoothing: float,
+    chunk_size: int,
+) -> Tuple[Tensor, Tensor]:
+    """The backward sweep over chunks of classes: each chunk's logits recomputed and turned into
+    its gradient (target and smoothing terms folded in), then its two products."""
+    kept_hidden = kept_hidden.to(row_grads.dtype)
+    grad_weight = torch.empty_like(weight)
+    target_grads = (1.0 - label_smoothing) * row_grads
+    smoothing_per_class = label_smoothing / weight.shape[0]
+    order, bounds = _rows_by_chunk(kept_targets, weight.shape[0], chunk_size)
+    kept_grad_hidden = torch.zeros_like(kept_hidden)
+    buffer = kept_hidden.new_empty(kept_hidden.shape[0] * min(chunk_size, weight.shape[0]))
+    for index, (start, end, weight_chunk) in enumerate(_chunks(weight, chunk_size, kept_hidden.dtype)):
+        grad_logits = _chunk_logits(kept_hidden, weight_chunk, buffer).sub_(lse[:, None]).exp_()
+        if smoothing_per_class:
+            grad_logits.sub_(smoothing_per_class)
+        grad_logits.mul_(row_grads[:, None])
+        targeted = order[bounds[index] : bounds[index + 1]]
+        grad_logits.index_put_((targeted, kept_targets[targeted] - start), -target_grads[targeted], accumulate=True)
+        kept_grad_hidden.addmm_(grad_logits, weight_chunk)
+        if grad_weight.dtype == kept_hidden.dtype:
+            torch.mm(grad_logits.T, kept_hidden, out=grad_weight[start:end])
+        else:
+            grad_weight[start:end] = grad_logits.T @ kept_hidden
+    return kept_grad_hidden, grad_weight
+
+
 @torch.library.custom_op("igrsr::linear_cross_entropy_chunked_backward", mutates_args=())
 def linear_cross_entropy_chunked_backward(
     grad_row_losses: Tensor,
@@ -108,34 +185,17 @@ def linear_cross_entropy_chunked_backward(
     label_smoothing: float,
     chunk_size: int,
 ) -> Tuple[Tensor, Tensor]:
-    """(grad_hidden, grad_weight).  For a kept row i and class j the logit's gradient is
-    ``g_i (p_ij - (1 - ε) [j = t_i] - ε / N)``, with ``p`` recomputed from ``row_lse``."""
-    rows, kept_hidden, kept_targets = _kept_rows(hidden, targets, ignore_index)
-    dtype = kept_hidden.dtype
-    grad_weight = torch.zeros_like(weight)
-    grad_hidden = torch.zeros_like(hidden)
-    if rows.numel() == 0:
-        return grad_hidden, grad_weight
-    row_grads = grad_row_losses.index_select(0, rows).to(dtype)
-    lse = row_lse.index_select(0, rows)[:, None]
-    target_grads = (1.0 - label_smoothing) * row_grads
-    smoothing_per_class = label_smoothing / weight.shape[0]
-    order, bounds = _rows_by_chunk(kept_targets, weight.shape[0], chunk_size)
-    kept_grad_hidden = torch.zeros_like(kept_hidden)
-    buffer = kept_hidden.new_empty(kept_hidden.shape[0] * min(chunk_size, weight.shape[0]))
-    for index, (start, end, weight_chunk) in enumerate(_chunks(weight, chunk_size, dtype)):
-        grad_logits = _chunk_logits(kept_hidden, weight_chunk, buffer).sub_(lse).exp_()
-        if smoothing_per_class:
-            grad_logits.sub_(smoothing_per_class)
-        grad_logits.mul_(row_grads[:, None])
-        targeted = order[bounds[index] : bounds[index + 1]]
-        grad_logits.index_put_((targeted, kept_targets[targeted] - start), -target_grads[targeted], accumulate=True)
-        kept_grad_hidden.addmm_(grad_logits, weight_chunk)
-        if grad_weight.dtype == dtype:
-            torch.mm(grad_logits.T, kept_hidden, out=grad_weight[start:end])
-        else:
-            grad_weight[start:end] = grad_logits.T @ kept_hidden
-    return grad_hidden.index_copy_(0, rows, kept_grad_hidden.to(hidden.dtype)), grad_weight
+    """(grad_hidden, grad_weight) by :func:`chunked_gradients`."""
+    return gradients(
+        grad_row_losses,
+        hidden,
+        weight,
+        targets,
+        row_lse,
+        ignore_index,
+        label_smoothing,
+        functools.partial(chunked_gradients, chunk_size=chunk_size),
+    )
 
 
 @linear_cross_entropy_chunked_backward.register_fake
