@@ -233,7 +233,8 @@ def test_compiles_without_graph_breaks(path):
 def test_auto_picks_chunked_on_the_cpu():
     hidden, weight, targets = make_inputs(3, 5, 4)
     assert dispatcher.select("auto", torch.device("cpu"), (hidden, weight, targets, -100, 0.0, None)).name == "chunked"
-    assert available_backends("linear_cross_entropy", "cpu")[:2] == ["chunked", "reference"] or INTERPRETING
+    backends = available_backends("linear_cross_entropy", "cpu")
+    assert backends.index("chunked") < backends.index("reference")
 
 
 @pytest.mark.skipif(INTERPRETING, reason="under the interpreter Triton takes CPU tensors")

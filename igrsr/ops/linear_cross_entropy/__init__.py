@@ -113,3 +113,4 @@ def linear_cross_entropy(
 
 
 from . import chunked as _chunked_backend  # noqa: E402,F401  (registers backend "chunked")
+from . import triton as _triton_backend  # noqa: E402,F401  (registers backend "triton")
