@@ -26,7 +26,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-BACKEND_NAMES = ("reference", "triton", "cuda", "cpu")
+BACKEND_NAMES = ("reference", "triton", "cuda", "cpu", "chunked")
 GLOBAL_ENV = "IGRSR_BACKEND"
 
 
@@ -113,15 +113,11 @@ class OpDispatcher:
                     return candidate
             raise BackendUnavailableError(f"{self.op_name}: no backend can run these inputs on {device}")
         if name not in self._backends:
-            raise ValueError(
-                f"{self.op_name}: unknown backend {name!r}; this op has {self.backends()} or 'auto'"
-            )
+            raise ValueError(f"{self.op_name}: unknown backend {name!r}; this op has {self.backends()} or 'auto'")
         chosen = self._backends[name]
         reason = chosen.why_unavailable(device)
         if reason is not None:
-            raise BackendUnavailableError(
-                f"{self.op_name}: backend {name!r} cannot run on {device}: {reason}"
-            )
+            raise BackendUnavailableError(f"{self.op_name}: backend {name!r} cannot run on {device}: {reason}")
         return chosen
 
     def available(self, device: torch.device) -> List[str]:
