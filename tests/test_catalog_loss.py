@@ -13,9 +13,15 @@ from igrsr.data import PrefixExamples, SequenceExamples, collate_trimmed, leave_
 from igrsr.eval import evaluate
 from igrsr.models import SASRec
 from igrsr.models.igrsr import sample_intent_masks
-from igrsr.models.rearec import mean_pairwise_kl
 from igrsr.models.registry import MODELS, build_model, model_config
-from igrsr.nn.catalog_loss import CatalogLoss, NegativeSampler, gbce_beta, gbce_loss, sampled_softmax_loss
+from igrsr.nn.catalog_loss import (
+    CatalogLoss,
+    NegativeSampler,
+    catalog_pairwise_kl,
+    gbce_beta,
+    gbce_loss,
+    sampled_softmax_loss,
+)
 from igrsr.train import TrainConfig, make_spec, train_model
 
 NUM_ITEMS = 40
@@ -96,6 +102,31 @@ def materialized_loss(name: str, model, batch) -> torch.Tensor:
     full, first, second = user_vectors.split(size)
     ce = catalog_ce(full, model.reasoner.item_embeddings, target)
     return ce + model.cl_weight * model.consistency(first, second, group_ids=batch["user"])
+
+
+def mean_pairwise_kl(log_probs: torch.Tensor) -> torch.Tensor:
+    """ReaRec-ERL's diversity term as it was materialized: the mean over rows and ordered pairs
+    ``j != i`` of ``KL(p_j || sg(p_i))`` from log-probabilities ``(B, S, N)``."""
+    probs = log_probs.exp()
+    negative_entropy = (probs * log_probs).sum(dim=-1)
+    cross = probs @ log_probs.detach().transpose(1, 2)  # [b, j, i] = Σ p_j log p_i
+    off_diagonal = ~torch.eye(log_probs.shape[1], dtype=torch.bool)
+    return (negative_entropy[:, :, None] - cross)[:, off_diagonal].mean()
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 64])
+def test_streamed_pairwise_kl_equals_the_materialized_one_forward_and_backward(chunk_size):
+    generator = torch.Generator().manual_seed(0)
+    states = (3 * torch.randn(4, 3, 8, generator=generator, dtype=torch.float64)).requires_grad_()
+    weight = torch.randn(NUM_ITEMS, 8, generator=generator, dtype=torch.float64).requires_grad_()
+    streamed = catalog_pairwise_kl(states, weight, chunk_size)
+    materialized = mean_pairwise_kl(F.log_softmax(states @ weight.T, dim=-1))
+    torch.testing.assert_close(streamed, materialized)
+    gradients = torch.autograd.grad(streamed, (states, weight))
+    for got, expected in zip(gradients, torch.autograd.grad(materialized, (states, weight))):
+        torch.testing.assert_close(got, expected)
+    with pytest.raises(ValueError, match="S >= 2"):
+        catalog_pairwise_kl(states[:, :1], weight)
 
 
 def loss_and_gradients(model, compute, seed=0):

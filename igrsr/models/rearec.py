@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..config import option
 from ..nn import Dropout, InfoNCELoss
+from ..nn.catalog_loss import catalog_pairwise_kl
 from .base import SequentialRecommender, TransformerConfig
 from .sasrec import SASRecEncoder
 
@@ -164,28 +164,13 @@ class ReaRecERL(ReaRec):
         ce = steps * self.catalog_loss(self.tempered(states).flatten(0, 1), self.item_embeddings, targets)
         if self.kl_weight == 0:
             return ce, {"loss": ce.item(), "ce": ce.item()}
-        # The KL term compares whole catalog distributions, so it holds the (B, K+1, N) logits
-        # whatever the catalog loss.
-        diversity = mean_pairwise_kl(F.log_softmax(self.tempered(states) @ self.item_embeddings[1:].T, dim=-1))
+        # Over the whole catalog's distributions whatever the catalog loss, streamed over items.
+        diversity = catalog_pairwise_kl(self.tempered(states), self.item_embeddings[1:])
         loss = ce - self.kl_weight * diversity
         return loss, {"loss": loss.item(), "ce": ce.item(), "kl": diversity.item()}
 
     def user_vector(self, history: torch.Tensor) -> torch.Tensor:
         return self.reasoning_states(history)[0].mean(dim=1)
-
-
-def mean_pairwise_kl(log_probs: torch.Tensor) -> torch.Tensor:
-    """Mean over rows and ordered pairs ``j != i`` of ``KL(p_j || sg(p_i))``; input ``(B, S, N)``.
-
-    ``KL(p_j || q_i) = Σ p_j log p_j − Σ p_j log q_i``: two batched products, never ``B·S·S·N``.
-    """
-    probs = log_probs.exp()
-    negative_entropy = (probs * log_probs).sum(dim=-1)  # (B, S)
-    cross = probs @ log_probs.detach().transpose(1, 2)  # (B, S, S): [b, j, i] = Σ p_j log q_i
-    divergence = negative_entropy[:, :, None] - cross
-    steps = log_probs.shape[1]
-    off_diagonal = ~torch.eye(steps, dtype=torch.bool, device=log_probs.device)
-    return divergence[:, off_diagonal].mean()
 
 
 class ReaRecPRL(ReaRec):

@@ -206,3 +206,64 @@ def check_sampler(loss: str, sampler: str) -> None:
         raise ConfigError("sampler", f"must be one of {', '.join(SAMPLERS)}; got {sampler!r}")
     if loss in ("gbce", "bce") and sampler != "uniform":
         raise ConfigError("sampler", f"must be uniform with loss={loss}: gBCE's calibration assumes uniform negatives")
+
+
+def catalog_pairwise_kl(states: torch.Tensor, weight: torch.Tensor, chunk_size: int = 4096) -> torch.Tensor:
+    """Mean over rows and ordered pairs ``j != i`` of ``KL(p_j || sg(p_i))``, where ``p_j`` is the
+    softmax over the catalog of the logits ``states[:, j] @ weight.T``; ``states`` (B, S, d), S >= 2.
+
+    ReaRec-ERL's diversity term, without the ``B × S × N`` logits: with ``ē_j = Σ_n p_j(n) w_n``
+    (the item vector expected under ``p_j``), ``KL(p_j || p_i) = (u_j − u_i)·ē_j − lse_j + lse_i``,
+    and summed over the pairs the log-sum-exps cancel: the mean is
+    ``Σ_j (u_j − ū)·ē_j / (B (S − 1))``.  The forward streams over item chunks for ``ē`` and
+    ``lse`` with an online softmax; the backward recomputes each chunk.  Its gradient is that of
+    the materialized form with the second distribution detached (the official code's choice):
+    ``∂/∂s_j(n) = p_j(n) S [(s_j − s̄)(n) − E_{p_j}(s_j − s̄)] / (B S (S − 1))``, nothing for ``i``.
+    """
+    if states.dim() != 3 or states.shape[1] < 2:
+        raise ValueError(f"states must be (B, S, d) with S >= 2, got shape {tuple(states.shape)}")
+    return _CatalogPairwiseKL.apply(states, weight, chunk_size)
+
+
+def _softmax_statistics(states: torch.Tensor, weight: torch.Tensor, chunk_size: int):
+    """``lse`` (B, S) and ``ē`` (B, S, d) of each state's catalog softmax, one item chunk at a time."""
+    running_max = states.new_full(states.shape[:-1], float("-inf"))
+    total = states.new_zeros(states.shape[:-1])
+    weighted = torch.zeros_like(states)
+    for start in range(0, len(weight), chunk_size):
+        chunk = weight[start : start + chunk_size]
+        logits = states @ chunk.T
+        new_max = torch.maximum(running_max, logits.amax(dim=-1))
+        rescale = torch.exp(running_max - new_max)
+        exponentials = torch.exp(logits - new_max[..., None])
+        total = total * rescale + exponentials.sum(dim=-1)
+        weighted = weighted * rescale[..., None] + exponentials @ chunk
+        running_max = new_max
+    return running_max + total.log(), weighted / total[..., None]
+
+
+class _CatalogPairwiseKL(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, states, weight, chunk_size):
+        lse, expected = _softmax_statistics(states, weight, chunk_size)
+        ctx.save_for_backward(states, weight, lse, expected)
+        ctx.chunk_size = chunk_size
+        centred = states - states.mean(dim=1, keepdim=True)
+        batch, steps = states.shape[:2]
+        return (centred * expected).sum() / (batch * (steps - 1))
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        states, weight, lse, expected = ctx.saved_tensors
+        batch, steps = states.shape[:2]
+        centred = states - states.mean(dim=1, keepdim=True)
+        offset = (centred * expected).sum(dim=-1, keepdim=True)  # E_{p_j}[s_j − s̄]
+        scale = grad_output / (batch * (steps - 1))
+        grad_states, grad_weight = torch.zeros_like(states), torch.zeros_like(weight)
+        for start in range(0, len(weight), ctx.chunk_size):
+            chunk = weight[start : start + ctx.chunk_size]
+            probabilities = torch.exp(states @ chunk.T - lse[..., None])
+            grad_logits = scale * probabilities * (centred @ chunk.T - offset)
+            grad_states += grad_logits @ chunk
+            grad_weight[start : start + ctx.chunk_size] = torch.einsum("bsc,bsd->cd", grad_logits, states)
+        return grad_states, grad_weight, None
