@@ -2,12 +2,14 @@
 
 from .attention import MAX_INTENTS, CausalSelfAttention, IntentCrossAttention
 from .backends import check_backend, use_backend
+from .catalog_loss import CatalogLoss
 from .dropout import Dropout
 from .losses import InfoNCELoss
 from .transformer import CausalTransformerLayer, DeliberativeReasonerLayer, FeedForward
 
 __all__ = [
     "MAX_INTENTS",
+    "CatalogLoss",
     "CausalSelfAttention",
     "CausalTransformerLayer",
     "check_backend",
