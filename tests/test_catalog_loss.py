@@ -1,6 +1,7 @@
 """The catalog loss: every model's loss through one function, equal to the materialized one;
 the sampled losses (sampled softmax with log-Q correction, gBCE) and their options."""
 
+import json
 import math
 
 import numpy as np
@@ -8,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from igrsr.cli import main
 from igrsr.config import ConfigError
 from igrsr.data import PrefixExamples, SequenceExamples, collate_trimmed, leave_one_out, make_synthetic
 from igrsr.eval import evaluate
@@ -359,3 +361,18 @@ def test_sasrec_trained_with_a_sampled_loss_beats_popularity(options, split, tmp
     result = train_model(make_spec("sasrec", model_options, train), data, split, tmp_path, fresh=True)
     assert result["config"]["loss"] == options["loss"]
     assert result["test"]["NDCG@10"] > popularity_ndcg(split)
+
+
+def test_the_command_line_takes_the_loss_options_and_names_a_bad_one(tmp_path, capsys):
+    data = make_synthetic(num_users=80, num_items=40, seq_len=(6, 10), seed=0)
+    path = tmp_path / "tiny.txt"
+    path.write_text("".join(f"{u + 1} " + " ".join(map(str, s)) + "\n" for u, s in enumerate(data.sequences)))
+    common = ["train", "--model", "sasrec", "--data", str(path), "--out", str(tmp_path / "runs"), "--epochs", "1",
+              "--no-progress", "--d-model", "16", "--num-layers", "1", "--max-len", "10"]  # fmt: skip
+    assert main([*common, "--loss", "sampled-softmax", "--num-negatives", "8", "--sampler", "popularity"]) == 0
+    config = json.loads(next((tmp_path / "runs" / "tiny").glob("sasrec-*/results.json")).read_text())["config"]
+    assert (config["loss"], config["num_negatives"], config["sampler"]) == ("sampled-softmax", 8, "popularity")
+    capsys.readouterr()
+    assert main([*common, "--loss", "gbce", "--sampler", "popularity"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "sampler must be uniform with loss=gbce" in error, error
