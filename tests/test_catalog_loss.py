@@ -281,6 +281,13 @@ def test_gbce_positive_term_is_the_papers_transformed_logit():
     torch.testing.assert_close(loss, ((positive + negative) / 2).mean().float())
 
 
+@pytest.mark.parametrize("loss", ["ce", "sampled-softmax", "bce"])
+def test_a_one_item_catalog_is_a_valid_catalog(loss):
+    hidden = torch.randn(3, 4)
+    value = CatalogLoss(1, loss, num_negatives=2)(hidden, torch.randn(2, 4), torch.ones(3, dtype=torch.long))
+    assert torch.isfinite(value)
+
+
 @pytest.mark.parametrize("loss", ["ce", "sampled-softmax", "gbce", "bce"])
 def test_gradients_stay_finite_under_very_large_logits(loss):
     hidden, weight, classes = rows(scale=300.0)

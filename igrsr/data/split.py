@@ -34,10 +34,8 @@ class Split:
 
     def item_counts(self) -> np.ndarray:
         """How often each item id occurs in the training sequences, ``(num_items + 1,)`` (0: padding)."""
-        counts = np.zeros(self.num_items + 1, dtype=np.int64)
-        for sequence in self.train:
-            np.add.at(counts, sequence, 1)
-        return counts
+        items = np.concatenate(self.train) if self.train else np.zeros(0, dtype=np.int64)
+        return np.bincount(items, minlength=self.num_items + 1).astype(np.int64)
 
 
 def leave_one_out(data: InteractionData, min_length: int = 3) -> Split:

@@ -81,6 +81,7 @@ def gbce_loss(
     computed here in that stable form.  Per positive, as in the authors' code, the mean over its
     ``1 + K`` terms ``β · softplus(−s⁺) + Σ_k softplus(s⁻_k)``; then the mean over positives.
     ``β = 1`` (``t = 0``) is plain BCE.  A negative equal to its row's positive is masked out.
+    Memory O(R · K · d): each row gathers its own negatives' vectors.
     """
     positive = (hidden * weight[classes]).sum(dim=-1)
     sampled = torch.einsum("rd,rkd->rk", hidden, weight[negatives])
@@ -157,7 +158,7 @@ class CatalogLoss(nn.Module):
         self.num_items = num_items
         self.loss = loss
         self.num_negatives = 1 if loss == "bce" else num_negatives
-        self.beta = 1.0 if loss == "bce" else gbce_beta(self.num_negatives, num_items, gbce_t)
+        self.beta = gbce_beta(num_negatives, num_items, gbce_t) if loss == "gbce" else 1.0
         self.sampler = NegativeSampler(num_items, sampler)
         self.backend = backend_for(self.OP, backend)
 
