@@ -1,14 +1,14 @@
 """What the trainer and the evaluator ask of a sequential recommender."""
 
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Optional, Tuple, Type, TypeVar
+from typing import Any, Dict, Literal, Mapping, Optional, Tuple, Type, TypeVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..config import Config, ConfigError, option
 from ..nn import check_backend
+from ..nn.catalog_loss import CatalogLoss, NegativeSampler, check_sampler
 
 # Which training examples a model learns from (see igrsr.data):
 #   "sequence": one example per user sequence, a loss at every position (SASRec-style);
@@ -19,10 +19,31 @@ C = TypeVar("C", bound=Config)
 
 
 @dataclass(frozen=True)
-class TransformerConfig(Config):
+class CatalogLossConfig(Config):
+    """The training loss over the catalog (:class:`igrsr.nn.catalog_loss.CatalogLoss`).  The
+    default is the full-softmax cross-entropy every model here was published or reproduced with;
+    the sampled losses are for catalogs where even the fused full softmax costs too much."""
+
+    loss: Literal["ce", "sampled-softmax", "gbce", "bce"] = option(
+        "ce",
+        "catalog loss: full-softmax cross-entropy, sampled softmax (log-Q corrected), gSASRec's gBCE, "
+        "or BCE with one negative (the original SASRec's)",
+    )
+    num_negatives: int = option(256, "negatives K: shared by the batch (sampled-softmax), per positive (gbce)", ge=1)
+    sampler: Literal["uniform", "popularity"] = option(
+        "uniform", "how sampled-softmax draws its negatives: uniformly or by training popularity"
+    )
+    gbce_t: float = option(0.75, "gbce calibration t (gSASRec; 0 is plain BCE)", ge=0, le=1)
+
+    def check(self) -> None:
+        check_sampler(self.loss, self.sampler)
+
+
+@dataclass(frozen=True)
+class TransformerConfig(CatalogLossConfig):
     """Options of the models built on the SASRec encoder (item table, learned positions, causal
-    transformer blocks).  Each model's own config restates the defaults that differ and says
-    where they come from."""
+    transformer blocks) and their catalog loss.  Each model's own config restates the defaults
+    that differ and says where they come from."""
 
     max_len: int = option(50, "history length fed to the model", ge=1)
     d_model: int = option(64, "hidden size d", ge=1)
@@ -34,6 +55,7 @@ class TransformerConfig(Config):
     )
 
     def check(self) -> None:
+        super().check()
         check_heads(self.d_model, self.num_heads)
         check_backend_option(self.backend)
 
@@ -64,7 +86,9 @@ class SequentialRecommender(nn.Module):
 
     Subclasses set ``example_kind`` and ``Config`` (their options, a frozen dataclass with the
     published defaults), and implement :meth:`training_loss` and :meth:`score`.  Item ids run
-    from 1 to ``num_items``; 0 is padding and is never recommended.
+    from 1 to ``num_items``; 0 is padding and is never recommended.  A model whose config is a
+    :class:`CatalogLossConfig` gets ``self.catalog_loss``, the one loss every model's scores over
+    the catalog train with.
     """
 
     example_kind = "sequence"
@@ -82,6 +106,8 @@ class SequentialRecommender(nn.Module):
         self.config = resolve_config(type(self).Config, config, options)
         self.num_items = num_items
         self.max_len = self.config.max_len if max_len is None else max_len
+        if isinstance(self.config, CatalogLossConfig):
+            self.catalog_loss = CatalogLoss.from_config(num_items, self.config)
 
     def training_loss(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, float]]:
         """The loss to minimize on one batch, and its named parts for logging.
@@ -100,12 +126,12 @@ class SequentialRecommender(nn.Module):
         """What a run's results record about the trained model besides its metrics (default none)."""
         return {}
 
-    @staticmethod
-    def catalog_cross_entropy(
-        user_vectors: torch.Tensor, item_embeddings: torch.Tensor, targets: torch.Tensor
-    ) -> torch.Tensor:
-        """Full-softmax cross-entropy over items ``1..N`` (padding is not a class)."""
-        return F.cross_entropy(user_vectors @ item_embeddings[1:].T, targets - 1)
+    def set_item_counts(self, counts: torch.Tensor) -> None:
+        """How often each item id occurs in the training data, ``(num_items + 1,)``: what
+        popularity-sampled negatives are drawn from (see :class:`NegativeSampler`)."""
+        for module in self.modules():
+            if isinstance(module, NegativeSampler):
+                module.set_item_counts(counts)
 
     @staticmethod
     def mask_padding_column(logits: torch.Tensor) -> torch.Tensor:

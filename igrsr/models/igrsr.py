@@ -242,7 +242,13 @@ class IGRSR(SequentialRecommender):
         self.reasoner = DeliberativeReasoner(
             backbone, config.num_layers, config.num_heads, config.dropout, config.backend, config.fusion
         )
+<<<<<<< HEAD
         self.consistency = use_backend(InfoNCELoss(config.temperature), config.backend)
+=======
+        self.consistency = InfoNCELoss(config.temperature, backend=config.backend)
+        # The catalog loss (and the item counts it samples from) is its SASRec's.
+        self.catalog_loss = use_backend(copy.deepcopy(backbone.catalog_loss), config.backend)
+>>>>>>> losses
 
     def intents(self, history: torch.Tensor) -> torch.Tensor:
         """Projected intents ``T_D`` (B, m, d), distilled from the visible history only."""
@@ -255,7 +261,7 @@ class IGRSR(SequentialRecommender):
         history, target = batch["history"], batch["target"]
         intents = self.intents(history)
         if self.cl_weight == 0:
-            ce = self.catalog_cross_entropy(self.reasoner(history, intents), self.reasoner.item_embeddings, target)
+            ce = self.catalog_loss(self.reasoner(history, intents), self.reasoner.item_embeddings, target)
             return ce, {"loss": ce.item(), "ce": ce.item()}
         # One reasoner pass over three copies of the batch: all intents visible (for the
         # recommendation loss) and two views with randomly masked intents (for ICR).
@@ -264,7 +270,7 @@ class IGRSR(SequentialRecommender):
         all_visible = torch.ones_like(views[0])
         user_vectors = self.reasoner(history.repeat(3, 1), intents.repeat(3, 1, 1), torch.cat([all_visible, *views]))
         full, first_view, second_view = user_vectors.split(batch_size)
-        ce = self.catalog_cross_entropy(full, self.reasoner.item_embeddings, target)
+        ce = self.catalog_loss(full, self.reasoner.item_embeddings, target)
         consistency = self.consistency(first_view, second_view, group_ids=batch["user"])
         loss = ce + self.cl_weight * consistency
         return loss, {"loss": loss.item(), "ce": ce.item(), "infonce": consistency.item()}

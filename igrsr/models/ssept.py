@@ -90,7 +90,7 @@ class SSEPT(SequentialRecommender):
         targets = batch["targets"]
         real = targets > 0
         hidden = self.hidden_states(history, users)[real]
-        loss = self.catalog_cross_entropy(hidden, self.item_embeddings, targets[real])
+        loss = self.catalog_loss(hidden, self.item_embeddings, targets[real])
         return loss, {"loss": loss.item()}
 
     def score(self, history: torch.Tensor, users: Optional[torch.Tensor] = None) -> torch.Tensor:

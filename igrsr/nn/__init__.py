@@ -2,13 +2,18 @@
 
 from .attention import MAX_INTENTS, CausalSelfAttention, IntentCrossAttention
 from .backends import check_backend, use_backend
+<<<<<<< HEAD
 from .convert import fused_qkv_state_dict, recbole_transformer_layer_state_dict
+=======
+from .catalog_loss import CatalogLoss
+>>>>>>> losses
 from .dropout import Dropout
 from .losses import InfoNCELoss
 from .transformer import CausalTransformerLayer, DeliberativeReasonerLayer, FeedForward
 
 __all__ = [
     "MAX_INTENTS",
+    "CatalogLoss",
     "CausalSelfAttention",
     "CausalTransformerLayer",
     "check_backend",
