@@ -242,13 +242,9 @@ class IGRSR(SequentialRecommender):
         self.reasoner = DeliberativeReasoner(
             backbone, config.num_layers, config.num_heads, config.dropout, config.backend, config.fusion
         )
-<<<<<<< HEAD
         self.consistency = use_backend(InfoNCELoss(config.temperature), config.backend)
-=======
-        self.consistency = InfoNCELoss(config.temperature, backend=config.backend)
         # The catalog loss (and the item counts it samples from) is its SASRec's.
         self.catalog_loss = use_backend(copy.deepcopy(backbone.catalog_loss), config.backend)
->>>>>>> losses
 
     def intents(self, history: torch.Tensor) -> torch.Tensor:
         """Projected intents ``T_D`` (B, m, d), distilled from the visible history only."""

@@ -29,12 +29,8 @@ import torch
 from torch import nn
 
 from ..config import option
-<<<<<<< HEAD
 from ..nn import Dropout, InfoNCELoss, use_backend
-=======
-from ..nn import Dropout, InfoNCELoss
 from ..nn.catalog_loss import catalog_pairwise_kl
->>>>>>> losses
 from .base import SequentialRecommender, TransformerConfig
 from .sasrec import SASRecEncoder
 

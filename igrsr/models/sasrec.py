@@ -10,12 +10,7 @@ from typing import Dict, Optional, Tuple
 import torch
 from torch import nn
 
-<<<<<<< HEAD
-from ..config import option
 from ..nn import CausalTransformerLayer, Dropout, use_backend
-=======
-from ..nn import CausalTransformerLayer, Dropout
->>>>>>> losses
 from .base import SequentialRecommender, TransformerConfig
 
 

@@ -2,11 +2,8 @@
 
 from .attention import MAX_INTENTS, CausalSelfAttention, IntentCrossAttention
 from .backends import check_backend, use_backend
-<<<<<<< HEAD
-from .convert import fused_qkv_state_dict, recbole_transformer_layer_state_dict
-=======
 from .catalog_loss import CatalogLoss
->>>>>>> losses
+from .convert import fused_qkv_state_dict, recbole_transformer_layer_state_dict
 from .dropout import Dropout
 from .losses import InfoNCELoss
 from .transformer import CausalTransformerLayer, DeliberativeReasonerLayer, FeedForward

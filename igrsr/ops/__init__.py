@@ -67,9 +67,6 @@ __all__ = [
     "causal_attention",
     "info_nce",
     "intent_cross_attention",
-<<<<<<< HEAD
     "nt_xent",
-=======
     "linear_cross_entropy",
->>>>>>> losses
 ]
