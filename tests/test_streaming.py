@@ -179,6 +179,8 @@ def test_top_k_with_fewer_candidates_than_k_ends_in_padding():
     items, values = top_k(MaterializedScores(scores), 5, torch.tensor([[3]]), chunk_size=2)
     assert items.tolist() == [[1, 2, 0, 0, 0]]
     assert values[0, :2].tolist() == [3.0, float("-inf")] and values[0, 2:].isneginf().all()
+    with pytest.raises(ValueError, match="NaN"):
+        top_k(MaterializedScores(torch.tensor([[0.0, 1.0, float("nan")]])), 1)
     with pytest.raises(ValueError, match="k must be positive"):
         top_k(MaterializedScores(scores), 0)
 

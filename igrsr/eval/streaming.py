@@ -96,7 +96,9 @@ def streamed_ranks(
     ranks = torch.zeros(scores.num_rows, dtype=torch.long, device=scores.device)
     chunk_size = chunk_size or default_chunk_size(scores.num_rows, scores.num_items)
     for chunk, start, stop in chunk_scores(scores, chunk_size):
-        others = candidates(seen, scores, start, stop)
+        if torch.isnan(chunk).any():
+            raise ValueError("scores contain NaN")
+        others = ~excluded(seen, scores, start, stop)
         in_chunk = torch.nonzero((targets >= start) & (targets < stop), as_tuple=True)[0]
         others[in_chunk, targets[in_chunk] - start] = False  # counted as "other" candidates only
         # int32 sums are faster on CPU and cannot overflow (at most chunk_size per row).
@@ -126,41 +128,60 @@ def top_k(
     best = torch.full((scores.num_rows, 0), EXCLUDED_KEY, dtype=torch.long, device=scores.device)
     chunk_size = chunk_size or default_chunk_size(scores.num_rows, scores.num_items)
     for chunk, start, stop in chunk_scores(scores, chunk_size):
-        keys = order_keys(chunk, start).masked_fill_(~candidates(seen, scores, start, stop), EXCLUDED_KEY)
-        keys = torch.cat([best, keys.topk(min(k, keys.shape[1]), dim=1).values], dim=1)
+        keys = torch.cat([best, chunk_best_keys(chunk, excluded(seen, scores, start, stop), start, k)], dim=1)
         best = keys.topk(min(k, keys.shape[1]), dim=1).values
     if best.shape[1] < k:
         best = torch.cat([best, best.new_full((len(best), k - best.shape[1]), EXCLUDED_KEY)], dim=1)
     return decode_keys(best)
 
 
+def chunk_best_keys(chunk: torch.Tensor, left_out: torch.Tensor, start: int, k: int) -> torch.Tensor:
+    """:func:`order_keys` of the ``k`` best items of a chunk but those ``left_out`` (in no
+    particular order).
+
+    A float ``topk`` of ``k + 1`` picks them; only a row whose (k+1)-th score equals its k-th
+    (so the float ``topk`` may have picked any of the tied items) is picked again by the keys
+    of its whole chunk, which are slower to select from.
+    """
+    masked = chunk.float().masked_fill(left_out, float("-inf"))
+    values, columns = masked.topk(min(k + 1, chunk.shape[1]), dim=1)
+    if torch.isnan(values[:, 0]).any():  # topk puts NaN first
+        raise ValueError("scores contain NaN")
+    k = min(k, chunk.shape[1])
+    keys = order_keys(values[:, :k], columns[:, :k] + start)
+    keys.masked_fill_(left_out.gather(1, columns[:, :k]), EXCLUDED_KEY)
+    if values.shape[1] > k:
+        spilled = torch.nonzero(values[:, k] == values[:, k - 1], as_tuple=True)[0]
+        if len(spilled):
+            ids = torch.arange(start, start + chunk.shape[1], device=chunk.device)
+            whole = order_keys(masked[spilled], ids).masked_fill_(left_out[spilled], EXCLUDED_KEY)
+            keys[spilled] = whole.topk(k, dim=1).values
+    return keys
+
+
 def chunk_scores(scores: ItemScores, chunk_size: int) -> Iterator[Tuple[torch.Tensor, int, int]]:
     """``(chunk, start, stop)``: the scores ``(B, stop - start)`` of items ``start..stop-1``."""
     for window, start, stop in item_chunks(scores.num_items + 1, chunk_size):
-        chunk = scores.chunk(window.start, window.stop)[:, start - window.start : stop - window.start]
-        if torch.isnan(chunk).any():
-            raise ValueError("scores contain NaN")
-        yield chunk, start, stop
+        yield scores.chunk(window.start, window.stop)[:, start - window.start : stop - window.start], start, stop
 
 
-def candidates(seen: Optional[SeenItems], scores: ItemScores, start: int, stop: int) -> torch.Tensor:
-    """``(B, stop - start)`` bool: the items of the chunk a row may rank (never padding)."""
+def excluded(seen: Optional[SeenItems], scores: ItemScores, start: int, stop: int) -> torch.Tensor:
+    """``(B, stop - start)`` bool: True at the items of the chunk a row may not rank (padding, ``seen``)."""
     if seen is None:
-        mask = torch.ones(scores.num_rows, stop - start, dtype=torch.bool, device=scores.device)
+        mask = torch.zeros(scores.num_rows, stop - start, dtype=torch.bool, device=scores.device)
     else:
-        mask = ~seen.mask(start, stop)
+        mask = seen.mask(start, stop)
     if start == 0:
-        mask[:, 0] = False
+        mask[:, 0] = True
     return mask
 
 
-def order_keys(chunk: torch.Tensor, start: int) -> torch.Tensor:
+def order_keys(values: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     """int64 keys ordered as (float32 score, then lower item id): one unique key per item, so
-    ``topk`` over keys has no ties to order."""
-    bits = (chunk.float() + 0.0).view(torch.int32)  # + 0.0 turns -0.0 into 0.0
+    ``topk`` over keys has no ties to order.  ``ids`` has ``values``' shape or is one row of it."""
+    bits = (values.float() + 0.0).view(torch.int32)  # + 0.0 turns -0.0 into 0.0
     # Flipping all but the sign bit of a negative float orders the bit patterns as the floats.
     ordered = bits ^ ((bits >> 31) & 0x7FFFFFFF)
-    ids = torch.arange(start, start + chunk.shape[1], device=chunk.device)
     return ordered.long() * 2**32 + (LOW_32_BITS - ids)
 
 
