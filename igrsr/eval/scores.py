@@ -48,7 +48,8 @@ class TableScores(ItemScores):
         if bias is not None and bias.shape != table.shape[:1]:
             raise ValueError(f"bias must have shape ({table.shape[0]},), got {tuple(bias.shape)}")
         self.query, self.table, self.bias = query, table, bias
-        self.num_rows, self.num_items, self.device = len(query), len(table) - 1, query.device
+        # shape[0], not len(): a batch dimension that torch.export keeps symbolic.
+        self.num_rows, self.num_items, self.device = query.shape[0], table.shape[0] - 1, query.device
 
     def chunk(self, start: int, stop: int) -> torch.Tensor:
         scores = self.query @ self.table[start:stop].T
@@ -77,7 +78,7 @@ class MaterializedScores(ItemScores):
         if scores.dim() != 2 or scores.shape[1] < 2:
             raise ValueError(f"scores must have shape (batch, num_items + 1), got {tuple(scores.shape)}")
         self.scores = scores
-        self.num_rows, self.num_items, self.device = len(scores), scores.shape[1] - 1, scores.device
+        self.num_rows, self.num_items, self.device = scores.shape[0], scores.shape[1] - 1, scores.device
 
     def chunk(self, start: int, stop: int) -> torch.Tensor:
         return self.scores[:, start:stop]
