@@ -42,4 +42,4 @@ class Popularity(SequentialRecommender):
 
     def item_scores(self, history: torch.Tensor, users: Optional[torch.Tensor] = None) -> MaterializedScores:
         # Every row is the counts: a view, so no (B, num_items + 1) matrix is made.
-        return MaterializedScores(self.counts.expand(len(history), -1))
+        return MaterializedScores(self.counts.expand(history.shape[0], -1))
