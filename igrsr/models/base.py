@@ -1,12 +1,14 @@
 """What the trainer and the evaluator ask of a sequential recommender."""
 
 from dataclasses import dataclass
-from typing import Any, Dict, Literal, Mapping, Optional, Tuple, Type, TypeVar
+from typing import Any, Dict, Literal, Mapping, Optional, Tuple, Type, TypeVar, Union
 
 import torch
 from torch import nn
 
 from ..config import Config, ConfigError, option
+from ..eval.scores import ItemScores, MaterializedScores
+from ..eval.streaming import top_k
 from ..nn import check_backend
 from ..nn.catalog_loss import CatalogLoss, NegativeSampler, check_sampler
 
@@ -85,8 +87,9 @@ class SequentialRecommender(nn.Module):
     """Base class: a model maps a left-padded history to scores over the whole catalog.
 
     Subclasses set ``example_kind`` and ``Config`` (their options, a frozen dataclass with the
-    published defaults), and implement :meth:`training_loss` and :meth:`score`.  Item ids run
-    from 1 to ``num_items``; 0 is padding and is never recommended.  A model whose config is a
+    published defaults), and implement :meth:`training_loss` and :meth:`item_scores` (or, a
+    model that cannot score part of the catalog alone, :meth:`score`).  Item ids run from 1 to
+    ``num_items``; 0 is padding and is never recommended.  A model whose config is a
     :class:`CatalogLossConfig` gets ``self.catalog_loss``, the one loss every model's scores over
     the catalog train with.
     """
@@ -118,9 +121,51 @@ class SequentialRecommender(nn.Module):
         """
         raise NotImplementedError
 
-    def score(self, history: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
-        """Scores ``(B, num_items + 1)`` of every item after ``history`` (B, L)."""
-        raise NotImplementedError
+    def item_scores(self, history: torch.Tensor, users: Optional[torch.Tensor] = None) -> ItemScores:
+        """What scores any chunk of the catalog after ``history`` (B, L), without scoring it yet.
+
+        Models with an inner-product output layer return :class:`~igrsr.eval.scores.TableScores`
+        (user vectors, item table, optional bias), so ranking and recommendation stream over item
+        chunks.  The default wraps :meth:`score`'s whole matrix: right for any model, but it holds
+        ``B × num_items`` scores (override one of the two).
+        """
+        if type(self).score is SequentialRecommender.score:
+            raise NotImplementedError(f"{type(self).__name__} implements neither item_scores() nor score()")
+        return MaterializedScores(self.score(history, users))
+
+    def score(self, history: torch.Tensor, users: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Scores ``(B, num_items + 1)`` of every item after ``history`` (B, L); padding is -inf."""
+        if type(self).item_scores is SequentialRecommender.item_scores:
+            raise NotImplementedError(f"{type(self).__name__} implements neither item_scores() nor score()")
+        return self.mask_padding_column(self.item_scores(history, users).chunk(0, self.num_items + 1))
+
+    def recommend(
+        self,
+        history: torch.Tensor,
+        k: int,
+        exclude: Union[str, torch.Tensor, None] = "history",
+        users: Optional[torch.Tensor] = None,
+        chunk_size: Optional[int] = None,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The ``k`` best items after each history and their scores, ``(B, k)`` int64 and float32.
+
+        ``exclude``: ``"history"`` (default) leaves out the items of ``history``; a ``(B, L)``
+        tensor of item ids (0 ignored) leaves out those, e.g. a user's full history when the
+        model sees only its last ``max_len`` items; ``None`` only padding.  Streamed over chunks
+        of ``chunk_size`` items with ties in increasing item id (:func:`igrsr.eval.top_k`); a
+        row with fewer than ``k`` candidates ends in item 0, score ``-inf``.  Runs in eval mode
+        without gradients; the mode is restored after.
+        """
+        if isinstance(exclude, str) and exclude != "history":
+            raise ValueError(f'exclude must be "history", None or a tensor of item ids, got {exclude!r}')
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                scores = self.item_scores(history, users)
+                return top_k(scores, k, history if isinstance(exclude, str) else exclude, chunk_size)
+        finally:
+            self.train(was_training)
 
     def facts(self) -> Dict[str, Any]:
         """What a run's results record about the trained model besides its metrics (default none)."""

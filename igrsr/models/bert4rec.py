@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..config import option
+from ..eval.scores import TableScores
 from .base import SequentialRecommender, TransformerConfig
 from .sasrec import SASRecEncoder
 
@@ -86,7 +87,8 @@ class BERT4Rec(SequentialRecommender):
         masked[:, -1] |= nothing_masked
         return masked
 
-    def score(self, history: torch.Tensor, users: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def item_scores(self, history: torch.Tensor, users: Optional[torch.Tensor] = None) -> TableScores:
+        """The head's output against the item table plus the output bias, as :meth:`logits`."""
         mask_slot = torch.full_like(history[:, :1], self.mask_token)
         hidden = self.encode(torch.cat([history, mask_slot], dim=1))[:, -1]
-        return self.mask_padding_column(self.logits(hidden))
+        return TableScores(self.head(hidden), self.item_embeddings, self.output_bias)

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import Config, option
+from ..eval.scores import TableScores
 from ..nn import MAX_INTENTS, CausalTransformerLayer, DeliberativeReasonerLayer, InfoNCELoss, use_backend
 from .base import SequentialRecommender, check_backend_option, check_heads
 from .sasrec import SASRec, SASRecConfig, SASRecEncoder
@@ -250,9 +251,6 @@ class IGRSR(SequentialRecommender):
         """Projected intents ``T_D`` (B, m, d), distilled from the visible history only."""
         return self.projection(self.distiller(history))
 
-    def logits(self, user_vectors: torch.Tensor) -> torch.Tensor:
-        return self.mask_padding_column(user_vectors @ self.reasoner.item_embeddings.T)
-
     def training_loss(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, float]]:
         history, target = batch["history"], batch["target"]
         intents = self.intents(history)
@@ -271,5 +269,5 @@ class IGRSR(SequentialRecommender):
         loss = ce + self.cl_weight * consistency
         return loss, {"loss": loss.item(), "ce": ce.item(), "infonce": consistency.item()}
 
-    def score(self, history: torch.Tensor, users: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return self.logits(self.reasoner(history, self.intents(history)))
+    def item_scores(self, history: torch.Tensor, users: Optional[torch.Tensor] = None) -> TableScores:
+        return TableScores(self.reasoner(history, self.intents(history)), self.reasoner.item_embeddings)

@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import Config, option
+from ..eval.scores import TableScores
 from .base import SequentialRecommender
 from .sasrec import SASRec
 
@@ -235,9 +236,10 @@ class LightRec(SASRec):
         with self.encoder.embedding.items.composed_once():
             return super().training_loss(batch)
 
-    def score(self, history: torch.Tensor, users: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def item_scores(self, history: torch.Tensor, users: Optional[torch.Tensor] = None) -> TableScores:
+        # The scores keep the table composed here, for every chunk they are asked for.
         with self.encoder.embedding.items.composed_once():
-            return super().score(history, users)
+            return super().item_scores(history, users)
 
     def facts(self) -> Dict[str, Any]:
         """How many items the codes tell apart (items with equal codes share their embedding),

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from ..config import option
+from ..eval.scores import TableScores
 from ..nn import Dropout, InfoNCELoss, use_backend
 from ..nn.catalog_loss import catalog_pairwise_kl
 from .base import SequentialRecommender, TransformerConfig
@@ -125,8 +126,8 @@ class ReaRec(SequentialRecommender):
     def user_vector(self, history: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def score(self, history: torch.Tensor, users: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return self.mask_padding_column(self.user_vector(history) @ self.item_embeddings.T)
+    def item_scores(self, history: torch.Tensor, users: Optional[torch.Tensor] = None) -> TableScores:
+        return TableScores(self.user_vector(history), self.item_embeddings)
 
 
 def normal_init(module: nn.Module, std: float = 0.02) -> None:

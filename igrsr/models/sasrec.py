@@ -10,6 +10,7 @@ from typing import Dict, Optional, Tuple
 import torch
 from torch import nn
 
+from ..eval.scores import TableScores
 from ..nn import CausalTransformerLayer, Dropout, use_backend
 from .base import SequentialRecommender, TransformerConfig
 
@@ -135,5 +136,5 @@ class SASRec(SequentialRecommender):
     def user_vector(self, history: torch.Tensor) -> torch.Tensor:
         return self.encoder(history)[:, -1]
 
-    def score(self, history: torch.Tensor, users: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return self.mask_padding_column(self.user_vector(history) @ self.item_embeddings.T)
+    def item_scores(self, history: torch.Tensor, users: Optional[torch.Tensor] = None) -> TableScores:
+        return TableScores(self.user_vector(history), self.item_embeddings)
