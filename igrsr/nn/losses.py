@@ -1,22 +1,26 @@
 """Loss modules over :mod:`igrsr.ops`."""
 
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 from torch import nn
 
-from ..ops import backend_for, info_nce
+from ..ops import check_op_backend, info_nce, nt_xent
 from ..ops.validation import MIN_TEMPERATURE  # noqa: F401  (re-exported: the smallest temperature of any logit scale)
 
 
 class InfoNCELoss(nn.Module):
-    """InfoNCE between two views; see :func:`igrsr.ops.info_nce` for the arguments."""
+    """InfoNCE between two views; see :func:`igrsr.ops.info_nce` for the arguments.
+
+    ``temperature`` may be an ``nn.Parameter`` (a learnable temperature, then a parameter of
+    this module) or another one-element tensor.
+    """
 
     OP = "info_nce"
 
     def __init__(
         self,
-        temperature: float = 0.1,
+        temperature: Union[float, torch.Tensor] = 0.1,
         normalize: bool = True,
         symmetric: bool = True,
         reduction: str = "mean",
@@ -27,7 +31,7 @@ class InfoNCELoss(nn.Module):
         self.normalize = normalize
         self.symmetric = symmetric
         self.reduction = reduction
-        self.backend = backend_for(self.OP, backend)
+        self.backend = check_op_backend(self.OP, backend)
 
     def forward(
         self,
@@ -46,4 +50,12 @@ class InfoNCELoss(nn.Module):
             row_mask=row_mask,
             reduction=self.reduction,
             backend=self.backend,
+        )
+
+    def nt_xent(self, z_i: torch.Tensor, z_j: torch.Tensor) -> torch.Tensor:
+        """DuoRec's / CL4SRec's NT-Xent of ``z_i, z_j`` (B, d) with this loss's temperature,
+        normalisation, reduction and backend: :func:`igrsr.ops.info_nce.nt_xent` (2B anchors,
+        2B − 2 negatives each; ``symmetric`` does not apply)."""
+        return nt_xent(
+            z_i, z_j, self.temperature, normalize=self.normalize, reduction=self.reduction, backend=self.backend
         )

@@ -75,7 +75,7 @@ def check_positive_finite(name: str, value) -> float:
     return number
 
 
-def check_temperature(name: str, value) -> float:
+def check_positive_temperature(name: str, value) -> float:
     """A finite ``τ > 0`` whose ``1/τ`` is finite in float32, the precision logits are scaled in
     (a smaller one makes every logit infinite and the loss NaN)."""
     number = check_positive_finite(name, value)
