@@ -222,6 +222,14 @@ def test_running_out_of_memory_is_one_line_with_what_to_lower(tmp_path, capsys, 
     )
 
 
+def test_a_device_this_machine_lacks_is_one_line_before_anything_is_read(tmp_path, capsys):
+    missing = f"cuda:{torch.cuda.device_count()}"
+    for argv in (["recommend", str(tmp_path / "run"), "--out", str(tmp_path / "top.csv")], ["evaluate", str(tmp_path)]):
+        error = one_line_error(capsys, *argv, "--device", missing)
+        expected = f"--device {missing}: this machine has {torch.cuda.device_count()} CUDA device(s) visible to torch"
+        assert error == f"igrsr {argv[0]}: error: {expected}"
+
+
 def test_a_file_that_cannot_be_written_is_named_not_its_temporary(tmp_path, monkeypatch):
     def disk_full(dir, prefix, suffix):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(Path(dir) / f"{prefix}x1{suffix}"))

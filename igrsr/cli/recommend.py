@@ -4,10 +4,10 @@ import argparse
 from pathlib import Path
 
 from ..recommend import DEFAULT_BATCH_USERS, output_format, recommend_run
-from ..train.config import resolve_device
 from ..train.runs import run_description
 from .data import add_data_options, data_config, run_data
 from .options import CommandError
+from .train import available_device
 
 
 def command_recommend(args: argparse.Namespace) -> int:
@@ -15,6 +15,7 @@ def command_recommend(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise CommandError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    device = available_device(args.device)
     data_config(args)
     output_format(Path(args.out))  # before anything is read
     if args.users is not None and not Path(args.users).is_file():
@@ -23,7 +24,7 @@ def command_recommend(args: argparse.Namespace) -> int:
     data = run_data(args, run_description(run_dir))
     written = recommend_run(
         run_dir, data, Path(args.out), k=args.k, users_file=args.users, keep_seen=args.keep_seen,
-        device=resolve_device(args.device), batch_size=args.batch_size, chunk_size=args.chunk_size,
+        device=device, batch_size=args.batch_size, chunk_size=args.chunk_size,
         progress=not args.no_progress,
     )  # fmt: skip
     print(f"{args.out}: top-{args.k} items of {written} users")

@@ -12,6 +12,7 @@ from ..models.registry import MODELS
 from ..study import format_paired, paired_bootstrap
 from ..train import SYNTHETIC_TRAINING, Stage2Config, TrainConfig, make_spec, train_model
 from ..train.checkpoint import save_json
+from ..train.config import resolve_device
 from ..train.runs import is_finished, load_best, resume_problem, run_description
 from .data import add_data_options, command_data, data_config, run_data
 from .options import (
@@ -62,12 +63,21 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
 def available(config: TrainConfig) -> TrainConfig:
     """``config`` if its device is on this machine.  (Checked here, not in TrainConfig, which
     also reads the settings of runs made elsewhere.)"""
-    device = torch.device(config.device)
+    available_device(config.device)
+    return config
+
+
+def available_device(name: str) -> str:
+    """``name`` (``auto`` resolved) if this machine has that device, else a one-line error."""
+    try:
+        device = torch.device(resolve_device(name))
+    except RuntimeError:
+        raise CommandError(f"--device must be auto, cpu, cuda or cuda:N, got {name!r}") from None
     if device.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if (device.index or 0) >= count:
-            raise CommandError(f"--device {config.device}: this machine has {count} CUDA device(s) visible to torch")
-    return config
+            raise CommandError(f"--device {name}: this machine has {count} CUDA device(s) visible to torch")
+    return str(device)
 
 
 def stage2_config(args: argparse.Namespace) -> Stage2Config:

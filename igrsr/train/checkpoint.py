@@ -68,7 +68,7 @@ def save_numpy(array: np.ndarray, path) -> None:
 
 def save_stream(path, write: Callable[[Any], None]) -> None:
     """Write a file of any size piece by piece through ``write(binary_file)``, atomically."""
-    _atomic_write(path, write)
+    atomic_write(path, write)
 
 
 def save_json(obj: Any, path) -> None:
