@@ -32,9 +32,11 @@ class LaunchConfig(NamedTuple):
 
 def launch_config(dtype: torch.dtype) -> LaunchConfig:
     """Tile sizes and warps: small tiles under the interpreter, so that the tests' small shapes
-    span several blocks; on a GPU the largest that compile for sm_90 at d <= 128 without
-    spilling registers (scripts/compile_triton_kernels.py): float32's IEEE products take more
-    registers than the 16-bit tensor-core ones."""
+    span several blocks; on a GPU, tiles that compile for sm_90 without register spills at
+    d <= 64 (scripts/compile_triton_kernels.py prints them; at d = 128 the float32 log-sum-exp
+    and the 16-bit grad-weight kernels spill a few hundred bytes).  float32's IEEE products
+    take more registers than the 16-bit tensor-core ones, hence its smaller tiles.  Not yet
+    tuned on a GPU."""
     if is_interpreting():
         return LaunchConfig(16, 32, 4)
     if dtype == torch.float32:
