@@ -33,8 +33,8 @@ class LaunchConfig(NamedTuple):
 def launch_config(dtype: torch.dtype) -> LaunchConfig:
     """Tile sizes and warps: small tiles under the interpreter, so that the tests' small shapes
     span several blocks; on a GPU, tiles that compile for sm_90 without register spills at
-    d <= 64 (scripts/compile_triton_kernels.py prints them; at d = 128 the float32 log-sum-exp
-    and the 16-bit grad-weight kernels spill a few hundred bytes).  float32's IEEE products
+    d <= 64 (scripts/compile_triton_kernels.py prints them; at d = 128 some spill, up to 4.8 KB
+    per thread for float32 on sm_80).  float32's IEEE products
     take more registers than the 16-bit tensor-core ones, hence its smaller tiles.  Not yet
     tuned on a GPU."""
     if is_interpreting():
