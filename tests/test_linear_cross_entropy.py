@@ -169,22 +169,31 @@ def test_every_row_ignored_gives_zero_not_nan(path, reduction):
 # --------------------------------------------------------------------------- torch.library and compile
 
 
-def test_opcheck_on_the_chunked_ops():
-    from igrsr.ops.linear_cross_entropy.chunked import (
-        linear_cross_entropy_chunked,
-        linear_cross_entropy_chunked_backward,
-    )
+def custom_ops(backend):
+    """(forward op, backward op, the options after ignore_index and label_smoothing)."""
+    if backend == "chunked":
+        from igrsr.ops.linear_cross_entropy import chunked
 
-    hidden, weight, targets = make_inputs(9, 21, 8, torch.float64)
+        return chunked.linear_cross_entropy_chunked, chunked.linear_cross_entropy_chunked_backward, (8,)
+    from igrsr.ops.linear_cross_entropy import triton
+
+    return triton.linear_cross_entropy_triton, triton.linear_cross_entropy_triton_backward, ()
+
+
+@pytest.mark.parametrize("path", FAST_PATHS)
+def test_opcheck_on_the_custom_ops(path):
+    backend, device = path
+    forward, backward, options = custom_ops(backend)
+    # float64 where the backend takes it (gradcheck-grade), float32 on the Triton kernels.
+    dtype = torch.float64 if backend == "chunked" else torch.float32
+    hidden, weight, targets = make_inputs(9, 21, 16, dtype, device)
     targets[2] = -100
-    hidden.requires_grad_()
-    weight.requires_grad_()
-    torch.library.opcheck(linear_cross_entropy_chunked, (hidden, weight, targets, -100, 0.1, 8))
-    row_losses, row_lse = linear_cross_entropy_chunked(hidden, weight, targets, -100, 0.1, 8)
-    grad_rows = torch.randn(9, dtype=torch.float64)
+    arguments = (hidden.requires_grad_(), weight.requires_grad_(), targets, -100, 0.1, *options)
+    torch.library.opcheck(forward, arguments)
+    _, row_lse = forward(*arguments)
+    grad_rows = torch.randn(9, dtype=row_lse.dtype, device=device)
     torch.library.opcheck(
-        linear_cross_entropy_chunked_backward,
-        (grad_rows, hidden.detach(), weight.detach(), targets, row_lse.detach(), -100, 0.1, 8),
+        backward, (grad_rows, hidden.detach(), weight.detach(), targets, row_lse.detach(), -100, 0.1, *options)
     )
 
 

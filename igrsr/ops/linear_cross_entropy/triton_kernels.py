@@ -14,7 +14,7 @@ Rows arrive compacted (no ignored rows); ``ROW_GRADS`` is each row's incoming gr
 Products accumulate in float32 (IEEE for float32 inputs, see ``needs_fp32_dot``).
 """
 
-from typing import Tuple
+from typing import NamedTuple, Tuple
 
 import torch
 import triton
@@ -24,10 +24,24 @@ from ..triton_common import dot, needs_fp32_dot
 from ..triton_support import is_interpreting
 
 
-def _blocks() -> Tuple[int, int]:
-    """(rows, classes) per tile: GPU-sized, or small under the interpreter so that the tests'
-    small shapes still span several blocks."""
-    return (16, 32) if is_interpreting() else (64, 128)
+class LaunchConfig(NamedTuple):
+    block_rows: int
+    block_classes: int
+    num_warps: int
+
+
+def launch_config(dtype: torch.dtype) -> LaunchConfig:
+    """Tile sizes and warps: small tiles under the interpreter, so that the tests' small shapes
+    span several blocks; on a GPU, tiles that compile for sm_90 without register spills at
+    d <= 64 (scripts/compile_triton_kernels.py prints them; at d = 128 some spill, up to 4.8 KB
+    per thread for float32 on sm_80).  float32's IEEE products
+    take more registers than the 16-bit tensor-core ones, hence its smaller tiles.  Not yet
+    tuned on a GPU."""
+    if is_interpreting():
+        return LaunchConfig(16, 32, 4)
+    if dtype == torch.float32:
+        return LaunchConfig(32, 64, 8)
+    return LaunchConfig(64, 128, 8)
 
 
 def _programs_wanted(device: torch.device) -> int:
@@ -174,22 +188,22 @@ def _grad_weight_kernel(
     )
 
 
-def _splits(rows: int, classes: int, device: torch.device) -> Tuple[int, int, int]:
+def _splits(rows: int, classes: int, hidden: torch.Tensor) -> Tuple[int, int, int]:
     """(row blocks, class splits, class blocks per split): splits of the class axis so that
     row blocks × splits fills the device, none of them empty."""
-    block_rows, block_classes = _blocks()
+    block_rows, block_classes, _ = launch_config(hidden.dtype)
     row_blocks = triton.cdiv(rows, block_rows)
     class_blocks = triton.cdiv(classes, block_classes)
-    wanted = max(1, min(class_blocks, triton.cdiv(_programs_wanted(device), row_blocks)))
+    wanted = max(1, min(class_blocks, triton.cdiv(_programs_wanted(hidden.device), row_blocks)))
     per_split = triton.cdiv(class_blocks, wanted)
     return row_blocks, triton.cdiv(class_blocks, per_split), per_split
 
 
-def _constexprs(hidden: torch.Tensor) -> dict:
-    block_rows, block_classes = _blocks()
+def constexprs(hidden: torch.Tensor) -> dict:
+    config = launch_config(hidden.dtype)
     return dict(
-        BLOCK_R=block_rows,
-        BLOCK_N=block_classes,
+        BLOCK_R=config.block_rows,
+        BLOCK_N=config.block_classes,
         BLOCK_D=max(16, triton.next_power_of_2(hidden.shape[1])),
         FP32_DOT=needs_fp32_dot(hidden.dtype),
     )
@@ -198,11 +212,20 @@ def _constexprs(hidden: torch.Tensor) -> dict:
 def row_logsumexp(hidden: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """float32 ``logsumexp(hidden @ weight.T, dim=1)`` for contiguous (R, d) and (N, d)."""
     rows, classes = hidden.shape[0], weight.shape[0]
-    row_blocks, splits, per_split = _splits(rows, classes, hidden.device)
+    row_blocks, splits, per_split = _splits(rows, classes, hidden)
     partial_max = hidden.new_empty((splits, rows), dtype=torch.float32)
     partial_sum = torch.empty_like(partial_max)
     _lse_kernel[(row_blocks, splits)](
-        hidden, weight, partial_max, partial_sum, rows, classes, hidden.shape[1], per_split, **_constexprs(hidden)
+        hidden,
+        weight,
+        partial_max,
+        partial_sum,
+        rows,
+        classes,
+        hidden.shape[1],
+        per_split,
+        **constexprs(hidden),
+        num_warps=launch_config(hidden.dtype).num_warps,
     )
     overall_max = partial_max.amax(dim=0)
     return overall_max + (partial_sum * torch.exp(partial_max - overall_max)).sum(dim=0).log()
@@ -219,7 +242,7 @@ def gradients(
     """(float32 grad hidden, grad weight in weight's dtype) of the rows' losses weighted by
     ``row_grads``, from the rows' ``lse``."""
     rows, classes, dim = hidden.shape[0], weight.shape[0], hidden.shape[1]
-    row_blocks, splits, per_split = _splits(rows, classes, hidden.device)
+    row_blocks, splits, per_split = _splits(rows, classes, hidden)
     scales = (label_smoothing / classes, 1.0 - label_smoothing)
     row_inputs = (lse.float().contiguous(), row_grads.float().contiguous(), targets.contiguous())
     grad_hidden_partial = hidden.new_empty((splits, rows, dim), dtype=torch.float32)
@@ -233,10 +256,21 @@ def gradients(
         dim,
         per_split,
         *scales,
-        **_constexprs(hidden),
+        **constexprs(hidden),
+        num_warps=launch_config(hidden.dtype).num_warps,
     )
     grad_weight = torch.empty_like(weight)
-    _grad_weight_kernel[(triton.cdiv(classes, _blocks()[1]),)](
-        hidden, weight, *row_inputs, grad_weight, rows, classes, dim, *scales, **_constexprs(hidden)
+    config = launch_config(hidden.dtype)
+    _grad_weight_kernel[(triton.cdiv(classes, config.block_classes),)](
+        hidden,
+        weight,
+        *row_inputs,
+        grad_weight,
+        rows,
+        classes,
+        dim,
+        *scales,
+        **constexprs(hidden),
+        num_warps=config.num_warps,
     )
     return grad_hidden_partial.sum(dim=0), grad_weight
