@@ -22,6 +22,7 @@ import typing
 from typing import Any, Dict, Literal, Mapping, Optional, Tuple, Type, TypeVar
 
 C = TypeVar("C", bound="Config")
+FLOAT32_MAX = 3.4028234663852886e38
 
 
 class ConfigError(ValueError):
@@ -135,6 +136,8 @@ def check_type(name: str, hint: Any, value: Any) -> Any:
             raise ConfigError(name, f"must be a number, got {value!r}")
         if not math.isfinite(value):
             raise ConfigError(name, f"must be a finite number, got {value!r}")
+        if abs(value) > FLOAT32_MAX:  # what the models compute in: a larger value is inf there
+            raise ConfigError(name, f"must be a finite float32 number (size at most {FLOAT32_MAX:.4g}), got {value!r}")
         return float(value)
     if base is str:
         if not isinstance(value, str):
@@ -159,14 +162,15 @@ def check_bounds(field: dataclasses.Field, value: Any) -> None:
 
 def describe_bounds(ge, gt, le, lt) -> str:
     """``">= 1"``, ``"in [0, 1)"``, ... for an error message or ``--help``."""
-    low = f"[{ge:g}" if ge is not None else f"({gt:g}" if gt is not None else None
-    high = f"{le:g}]" if le is not None else f"{lt:g})" if lt is not None else None
+    ge, gt, le, lt = (bound if bound is None or isinstance(bound, int) else f"{bound:g}" for bound in (ge, gt, le, lt))
+    low = f"[{ge}" if ge is not None else f"({gt}" if gt is not None else None
+    high = f"{le}]" if le is not None else f"{lt})" if lt is not None else None
     if low and high:
         return f"in {low}, {high}"
     if low:
-        return f">= {ge:g}" if ge is not None else f"> {gt:g}"
+        return f">= {ge}" if ge is not None else f"> {gt}"
     if high:
-        return f"<= {le:g}" if le is not None else f"< {lt:g}"
+        return f"<= {le}" if le is not None else f"< {lt}"
     return "any value"
 
 

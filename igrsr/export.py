@@ -140,7 +140,10 @@ def check_out(out: Path) -> None:
 def write_folder(out: Path, files: Dict[str, bytes]) -> None:
     """Write ``files`` into a temporary folder beside ``out``, then put it in ``out``'s place."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    except OSError as error:  # the message names the folder asked for, not its temporary name
+        raise type(error)(error.errno, error.strerror, str(out)) from None
     try:
         umask = os.umask(0)
         os.umask(umask)

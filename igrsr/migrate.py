@@ -12,6 +12,8 @@ its run.  The values are those the runs trained with: a BERT4Rec of schema 1 tra
 command line's dropout 0.5, and its migrated config says so.
 """
 
+import errno
+import os
 import shutil
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -121,6 +123,8 @@ def migrate_runs(root: Path) -> List[str]:
 def migrate(path: Path) -> List[str]:
     """Upgrade the study files and run directories at or under ``path``; returns what was done."""
     path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path))
     studies = [path] if path.is_file() else sorted(path.rglob("study.json"))
     done = []
     for study in studies:

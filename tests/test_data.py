@@ -284,6 +284,22 @@ def test_ids_beyond_int64_are_kept_as_tokens(tmp_path):
     assert txt.user_ids == ["1", huge] and txt.item_ids.tolist() == ["", "2", "3", huge]
 
 
+def test_parquet_ids_beyond_int64_are_kept_as_tokens_not_wrapped(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    largest = 2**64 - 1  # -1 once cast to int64
+    table = pa.table({
+        "user": pa.array([1, largest, 1], type=pa.uint64()),
+        "item": pa.array([1e20, 3.0, 4.0]),  # a float beyond int64, whole
+        "timestamp": [1, 2, 3],
+    })  # fmt: skip
+    pq.write_table(table, tmp_path / "big.parquet")
+    data = load_dataset(tmp_path / "big.parquet")
+    assert data.user_ids == ["1", str(largest)]
+    assert [data.item_ids[s].tolist() for s in data.sequences] == [["100000000000000000000", "4"], ["3"]]
+
+
 def compress(path: Path, suffix: str) -> Path:
     blob = path.read_bytes()
     if suffix == ".zst":
@@ -484,6 +500,11 @@ BAD_INPUTS = [  # file name, content (None: no file), options, line, message
     ("a.csv", "useritem\n12\n", {}, 1, "cannot guess the separator: none of comma, tab"),
     ("a.csv", b"user,item,timestamp\n1,caf\xe9,1\n", {}, 2,
      "byte 0xe9 at column 6 is not valid utf-8; pass the file's encoding"),
+    ("a.csv", b"us\xe9r,item,timestamp\n1,2,1\n", {}, 1, "byte 0xe9 at column 3 is not valid utf-8"),
+    ("a.txt", b"1 2 3\n4 5 \xe9\n", {}, 2, "byte 0xe9 at column 5 is not valid utf-8"),
+    ("a.inter", INTER_HEADER.encode() + b"1\t\xff\t1\t1\n", {}, 2, "byte 0xff at column 3 is not valid utf-8"),
+    ("u.data", b"1\t2\t3\t4\n1\t\xe93\t3\t5\n", {"columns": ML_COLUMNS}, 2, "byte 0xe9 at column 3 is not valid"),
+    ("a.csv", "user,item,timestamp\n1,2,1e400\n", {}, 2, "timestamp '1e400' is missing or infinite"),
     ("a.csv", 'user,item,timestamp\n1,"a"b,1\n', {}, 2, "bad quoting"),
     ("a.csv", _GZIP, {}, None, "the file is .gz data but its name does not end in .gz"),
     ("a.txt", "1 2\n".encode("utf-16"), {}, None, "UTF-16 byte-order mark; pass encoding='utf-16'"),

@@ -7,7 +7,9 @@ evaluate RUN_DIR ...`` scores runs' best checkpoints, an interrupted run's inclu
 ``--versus RUN_DIR`` compares each with another run user by user.  ``igrsr report STUDY ...
 --out DIR`` makes one report of several studies; ``igrsr report --results MANIFEST`` the
 results page.  ``igrsr export RUN_DIR --out DIR`` writes a run's model as a self-contained
-top-K scorer (torch.export, ONNX) with the data's id maps.  ``igrsr migrate PATH`` rewrites files of an older igrsr.
+top-K scorer (torch.export, ONNX) with the data's id maps; ``igrsr recommend RUN_DIR --data
+PATH --k K --out FILE`` every user's top-K items as CSV or Parquet.  ``igrsr migrate PATH``
+rewrites files of an older igrsr.
 
 Every model option and training setting is generated from its dataclass (:mod:`.options`);
 a bad value, file or option ends the command with one line naming it and exit status 2
@@ -18,10 +20,22 @@ import argparse
 import sys
 from typing import List, Optional
 
+import torch
+
 from ..config import ConfigError
 from ..ops import BackendUnavailableError
+from ..train.rundir import RunBusyError
 from .export import add_export_command
-from .options import MODEL_OPTIONS_KEY, CommandError, config_file_path, file_defaults, flag, model_fields, read_config_file
+from .options import (
+    MODEL_OPTIONS_KEY,
+    CommandError,
+    config_file_path,
+    file_defaults,
+    flag,
+    model_fields,
+    read_config_file,
+)
+from .recommend import add_recommend_command
 from .study import add_study_commands
 from .train import add_train_command
 
@@ -44,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_command(commands)
     add_study_commands(commands)
     add_export_command(commands)
+    add_recommend_command(commands)
     migrate = commands.add_parser("migrate", help="rewrite run directories and study files of an older igrsr")
     migrate.add_argument("paths", nargs="+", help="study.json files, or folders searched for studies and runs")
     migrate.set_defaults(handler=command_migrate)
@@ -66,8 +81,14 @@ def parse(parser: argparse.ArgumentParser, argv: List[str]) -> argparse.Namespac
 
 # What a user's input can cause: bad options, config files and data (DataFormatError and
 # UnicodeError are ValueErrors), and files that cannot be read or written (OSError: missing,
-# a directory, no permission, disk full).  Anything else is a bug and keeps its traceback.
-USER_ERRORS = (CommandError, ConfigError, BackendUnavailableError, ValueError, OSError)
+# a directory, no permission, disk full), a run directory another process trains in, a
+# training its settings make diverge (FloatingPointError: a non-finite loss), and sizes the
+# memory cannot hold.  Anything else is a bug and keeps its traceback.
+OUT_OF_MEMORY = (MemoryError, torch.cuda.OutOfMemoryError)
+USER_ERRORS = (
+    CommandError, ConfigError, BackendUnavailableError, ValueError, OSError, RunBusyError, FloatingPointError,
+    *OUT_OF_MEMORY,
+)  # fmt: skip
 
 
 def one_line(error: BaseException) -> str:
@@ -75,6 +96,11 @@ def one_line(error: BaseException) -> str:
         return f"{flag(error.option)} {error.problem}"
     if isinstance(error, OSError) and error.filename is not None and error.strerror:
         return f"{error.filename}: {error.strerror}"
+    if isinstance(error, OUT_OF_MEMORY):
+        message = " ".join(str(error).split()) or type(error).__name__
+        return f"out of memory ({message}); smaller --batch-size, --eval-batch-size, --max-len or --d-model need less"
+    if isinstance(error, FloatingPointError):
+        return f"{error}: the training diverged; a lower --lr (or --stage2-lr) or other options may keep it finite"
     return " ".join(str(error).split())
 
 

@@ -7,9 +7,11 @@ from typing import Any, Dict
 
 from ..data import InteractionData
 from ..study import ABLATION_NAMES, ALL_MODELS, Study, StudyPlan, first_users, main_table, merge_studies, run_study
+from ..study.plan import check_plan
 from ..study.report import write_report
 from ..study.results_page import write_results
 from ..train.checkpoint import load_versioned, save_json
+from ..train.config import MAX_SEED
 from .data import add_data_options, command_data, data_config
 from .options import CommandError, model_options
 from .train import add_training_options, parse_list, parse_models, set_threads, stage2_config, train_config
@@ -63,6 +65,8 @@ def command_study(args: argparse.Namespace) -> int:
     for option in ("seeds", "users"):
         if getattr(args, option) is not None and getattr(args, option) < 1:
             raise CommandError(f"--{option} must be >= 1, got {getattr(args, option)}")
+    if not 0 <= args.noise_seed <= MAX_SEED:
+        raise CommandError(f"--noise-seed must be in [0, {MAX_SEED}], got {args.noise_seed}")
     plan = study_plan(args)
     if args.epochs is None and args.quick:
         args.epochs = QUICK_EPOCHS
@@ -71,10 +75,11 @@ def command_study(args: argparse.Namespace) -> int:
     if per_model:
         raise CommandError(f"igrsr study takes model options for every model; a config file's model_options "
                            f"({', '.join(per_model)}) would make its table cells differ from each other")  # fmt: skip
-    data_config(args)
-    data = study_data(args)  # after every option is checked: a bad one fails at once
     num_seeds = args.seeds or (QUICK_SEEDS if args.quick else FULL_SEEDS)
     seeds = list(range(config.seed, config.seed + num_seeds))
+    check_plan(plan, options, config, stage2, seeds)
+    data_config(args)
+    data = study_data(args)  # after every option is checked: a bad one fails at once
     out = Path(args.out)
     study = Study(data, options, config, seeds, out, plan, args.noise_seed, stage2)
     raw = run_study(study)

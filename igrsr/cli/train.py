@@ -12,7 +12,8 @@ from ..models.registry import MODELS
 from ..study import format_paired, paired_bootstrap
 from ..train import SYNTHETIC_TRAINING, Stage2Config, TrainConfig, make_spec, train_model
 from ..train.checkpoint import save_json
-from ..train.runs import is_finished, load_best, run_description
+from ..train.config import resolve_device
+from ..train.runs import is_finished, load_best, resume_problem, run_description
 from .data import add_data_options, command_data, data_config, run_data
 from .options import (
     CommandError, add_config_file_option, add_config_options, add_model_options, config_values, model_options,
@@ -56,7 +57,27 @@ def uses_synthetic_data(args: argparse.Namespace) -> bool:
 def train_config(args: argparse.Namespace) -> TrainConfig:
     """The training settings given, the synthetic data's presets for the others there."""
     presets = SYNTHETIC_TRAINING if uses_synthetic_data(args) else {}
-    return TrainConfig(**config_values(args, TrainConfig, presets))
+    return available(TrainConfig(**config_values(args, TrainConfig, presets)))
+
+
+def available(config: TrainConfig) -> TrainConfig:
+    """``config`` if its device is on this machine.  (Checked here, not in TrainConfig, which
+    also reads the settings of runs made elsewhere.)"""
+    available_device(config.device)
+    return config
+
+
+def available_device(name: str) -> str:
+    """``name`` (``auto`` resolved) if this machine has that device, else a one-line error."""
+    try:
+        device = torch.device(resolve_device(name))
+    except RuntimeError:
+        raise CommandError(f"--device must be auto, cpu, cuda or cuda:N, got {name!r}") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (device.index or 0) >= count:
+            raise CommandError(f"--device {name}: this machine has {count} CUDA device(s) visible to torch")
+    return str(device)
 
 
 def stage2_config(args: argparse.Namespace) -> Stage2Config:
@@ -95,6 +116,9 @@ def format_table(results: List[Dict], columns: Dict[str, str]) -> str:
 def command_train(args: argparse.Namespace) -> int:
     set_threads(args)
     models = parse_models(args.model)
+    if args.backbone_run is not None and not any(MODELS[name].needs_backbone for name in models):
+        stage2 = ", ".join(name for name, entry in MODELS.items() if entry.needs_backbone)
+        raise CommandError(f"--backbone-run: no model of this command trains over a SASRec; it is for {stage2}")
     options, per_model = model_options(args, models)
     train, stage2 = train_config(args), stage2_config(args)
     specs = [
@@ -104,6 +128,10 @@ def command_train(args: argparse.Namespace) -> int:
     data_config(args)  # every option checked before the data is read or anything trains
     data = command_data(args)
     split = leave_one_out(data)
+    if args.resume:
+        problems = [resume_problem(spec, data, Path(args.out)) for spec in specs]
+        if any(problems):
+            raise CommandError(next(problem for problem in problems if problem))
     results = [train_model(spec, data, split, Path(args.out), args.resume, args.fresh) for spec in specs]
     print(f"\ntest metrics (full ranking over {split.num_items} items, {len(split.train)} users):")
     print(format_table(results, TRAIN_COLUMNS))
@@ -128,7 +156,7 @@ def command_evaluate(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise CommandError(f"--metric: {error}") from None
     set_threads(args)
-    runtime = TrainConfig(**config_values(args, TrainConfig), progress=False)
+    runtime = available(TrainConfig(**config_values(args, TrainConfig), progress=False))
     data_config(args)
     run_dirs = [Path(run) for run in args.runs]
     versus = [Path(args.versus)] if args.versus else []

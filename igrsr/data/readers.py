@@ -205,7 +205,17 @@ def _ids(table: Table, name: str, option: str) -> np.ndarray:
             raise table.error(
                 f"id {values[fractional[0]]!r} in column {name!r} is not a whole number", int(fractional[0])
             )
+    if not _fits_int64(values):  # uint64 or float ids: decimal tokens, as the text readers keep them
+        return _int64_or_strings([int(value) for value in values.tolist()])
     return values.astype(np.int64)
+
+
+def _fits_int64(values: np.ndarray) -> bool:
+    if len(values) == 0 or values.dtype.kind == "i":
+        return True
+    if values.dtype.kind == "u":
+        return int(values.max()) <= np.iinfo(np.int64).max
+    return bool((values >= -(2.0**63)).all() and (values < 2.0**63).all())  # 2**63 is exact in float64
 
 
 def load_dataset(

@@ -26,7 +26,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import Config, option
-from ..nn import MAX_INTENTS, CausalTransformerLayer, DeliberativeReasonerLayer, InfoNCELoss, use_backend
+from ..eval.scores import TableScores
+from ..nn import (
+    MAX_INTENTS,
+    MIN_TEMPERATURE,
+    CausalTransformerLayer,
+    DeliberativeReasonerLayer,
+    InfoNCELoss,
+    use_backend,
+)
 from .base import SequentialRecommender, check_backend_option, check_heads
 from .sasrec import SASRec, SASRecConfig, SASRecEncoder
 
@@ -48,7 +56,7 @@ class IGRSRConfig(Config):
     num_heads: int = option(2, "attention heads of the reasoner (IGR-SR)", ge=1)
     dropout: float = option(0.5, "dropout probability", ge=0, lt=1)
     mask_prob: float = option(0.5, "IGR-SR: probability of dropping each intent in an ICR view", ge=0, lt=1)
-    temperature: float = option(0.1, "IGR-SR: InfoNCE temperature tau", gt=0)
+    temperature: float = option(0.1, "IGR-SR: InfoNCE temperature tau", ge=MIN_TEMPERATURE)
     cl_weight: float = option(0.1, "IGR-SR: InfoNCE weight lambda (0 turns ICR off)", ge=0)
     backend: str = option("auto", "kernel backend of every attention and InfoNCE layer")
     intent_source: Literal["distiller", "free"] = option(
@@ -243,19 +251,18 @@ class IGRSR(SequentialRecommender):
             backbone, config.num_layers, config.num_heads, config.dropout, config.backend, config.fusion
         )
         self.consistency = use_backend(InfoNCELoss(config.temperature), config.backend)
+        # The catalog loss (and the item counts it samples from) is its SASRec's.
+        self.catalog_loss = use_backend(copy.deepcopy(backbone.catalog_loss), config.backend)
 
     def intents(self, history: torch.Tensor) -> torch.Tensor:
         """Projected intents ``T_D`` (B, m, d), distilled from the visible history only."""
         return self.projection(self.distiller(history))
 
-    def logits(self, user_vectors: torch.Tensor) -> torch.Tensor:
-        return self.mask_padding_column(user_vectors @ self.reasoner.item_embeddings.T)
-
     def training_loss(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, float]]:
         history, target = batch["history"], batch["target"]
         intents = self.intents(history)
         if self.cl_weight == 0:
-            ce = self.catalog_cross_entropy(self.reasoner(history, intents), self.reasoner.item_embeddings, target)
+            ce = self.catalog_loss(self.reasoner(history, intents), self.reasoner.item_embeddings, target)
             return ce, {"loss": ce.item(), "ce": ce.item()}
         # One reasoner pass over three copies of the batch: all intents visible (for the
         # recommendation loss) and two views with randomly masked intents (for ICR).
@@ -264,10 +271,10 @@ class IGRSR(SequentialRecommender):
         all_visible = torch.ones_like(views[0])
         user_vectors = self.reasoner(history.repeat(3, 1), intents.repeat(3, 1, 1), torch.cat([all_visible, *views]))
         full, first_view, second_view = user_vectors.split(batch_size)
-        ce = self.catalog_cross_entropy(full, self.reasoner.item_embeddings, target)
+        ce = self.catalog_loss(full, self.reasoner.item_embeddings, target)
         consistency = self.consistency(first_view, second_view, group_ids=batch["user"])
         loss = ce + self.cl_weight * consistency
         return loss, {"loss": loss.item(), "ce": ce.item(), "infonce": consistency.item()}
 
-    def score(self, history: torch.Tensor, users: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return self.logits(self.reasoner(history, self.intents(history)))
+    def item_scores(self, history: torch.Tensor, users: Optional[torch.Tensor] = None) -> TableScores:
+        return TableScores(self.reasoner(history, self.intents(history)), self.reasoner.item_embeddings)

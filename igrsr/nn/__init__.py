@@ -2,13 +2,16 @@
 
 from .attention import MAX_INTENTS, CausalSelfAttention, IntentCrossAttention
 from .backends import check_backend, use_backend
+from .catalog_loss import CatalogLoss
 from .convert import fused_qkv_state_dict, recbole_transformer_layer_state_dict
 from .dropout import Dropout
-from .losses import InfoNCELoss
+from .losses import MIN_TEMPERATURE, InfoNCELoss
 from .transformer import CausalTransformerLayer, DeliberativeReasonerLayer, FeedForward
 
 __all__ = [
     "MAX_INTENTS",
+    "MIN_TEMPERATURE",
+    "CatalogLoss",
     "CausalSelfAttention",
     "CausalTransformerLayer",
     "check_backend",

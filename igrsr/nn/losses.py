@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from ..ops import check_op_backend, info_nce, nt_xent
+from ..ops.validation import MIN_TEMPERATURE  # noqa: F401  (re-exported: the smallest temperature of any logit scale)
 
 
 class InfoNCELoss(nn.Module):

@@ -12,11 +12,14 @@ from .info_nce import dispatcher as _info_nce_dispatcher
 from .info_nce import info_nce, nt_xent
 from .intent_cross_attention import dispatcher as _cross_dispatcher
 from .intent_cross_attention import intent_cross_attention
+from .linear_cross_entropy import dispatcher as _linear_cross_entropy_dispatcher
+from .linear_cross_entropy import linear_cross_entropy
 
 DISPATCHERS = {
     "intent_cross_attention": _cross_dispatcher,
     "causal_attention": _causal_dispatcher,
     "info_nce": _info_nce_dispatcher,
+    "linear_cross_entropy": _linear_cross_entropy_dispatcher,
 }
 
 
@@ -65,4 +68,5 @@ __all__ = [
     "info_nce",
     "intent_cross_attention",
     "nt_xent",
+    "linear_cross_entropy",
 ]

@@ -26,7 +26,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-BACKEND_NAMES = ("reference", "triton", "cuda", "cpu")
+BACKEND_NAMES = ("reference", "triton", "cuda", "cpu", "chunked")
 GLOBAL_ENV = "IGRSR_BACKEND"
 
 

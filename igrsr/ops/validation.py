@@ -9,6 +9,8 @@ from typing import Optional, Sequence
 import torch
 
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+# The smallest temperature whose inverse, the logits' scale, is finite in float32.
+MIN_TEMPERATURE = 1.0 / torch.finfo(torch.float32).max
 
 
 def check_tensor(
@@ -27,20 +29,29 @@ def check_tensor(
     return value
 
 
+def check_head_dim(name: str, value: torch.Tensor) -> None:
+    """At least one feature per head: the default scale is ``1/sqrt(D)``."""
+    if value.shape[-1] < 1:
+        raise ValueError(f"{name} must have a head dim (last dimension) >= 1, got shape {tuple(value.shape)}")
+
+
 def check_shape(name: str, value: torch.Tensor, expected: Sequence[int]) -> None:
     if tuple(value.shape) != tuple(expected):
         raise ValueError(f"{name} must have shape {tuple(expected)}, got {tuple(value.shape)}")
 
 
+def check_same_device(reference_name: str, reference: torch.Tensor, **others: Optional[torch.Tensor]) -> None:
+    for name, value in others.items():
+        if value is not None and value.device != reference.device:
+            raise ValueError(f"{name} is on {value.device} but {reference_name} is on {reference.device}")
+
+
 def check_same(reference_name: str, reference: torch.Tensor, **others: Optional[torch.Tensor]) -> None:
     """Every other tensor is on the reference's device; float ones share its dtype."""
+    check_same_device(reference_name, reference, **others)
     for name, value in others.items():
         if value is None:
             continue
-        if value.device != reference.device:
-            raise ValueError(
-                f"{name} is on {value.device} but {reference_name} is on {reference.device}"
-            )
         if value.is_floating_point() and value.dtype != reference.dtype:
             raise TypeError(f"{name} has dtype {value.dtype} but {reference_name} has {reference.dtype}")
 
@@ -72,6 +83,15 @@ def check_probability(name: str, value) -> float:
     if not 0 <= value < 1:  # also rejects NaN
         raise ValueError(f"{name} must be in [0, 1), got {value!r}")
     return float(value)
+
+
+def check_positive_temperature(name: str, value) -> float:
+    """A finite ``τ > 0`` whose ``1/τ`` is finite in float32, the precision logits are scaled in
+    (a smaller one makes every logit infinite and the loss NaN)."""
+    number = check_positive_finite(name, value)
+    if number < MIN_TEMPERATURE:
+        raise ValueError(f"{name} must be at least {MIN_TEMPERATURE:.4g} (1/{name} overflows), got {value!r}")
+    return number
 
 
 def resolve_scale(scale, head_dim: int) -> float:

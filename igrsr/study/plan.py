@@ -1,7 +1,7 @@
 """What a study trains: the plan of experiments, the data variants, and each run's spec."""
 
 from dataclasses import dataclass, replace
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterator, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -45,6 +45,32 @@ class StudyPlan:
 
     def sweeps(self) -> Dict[str, Tuple[int, ...]]:
         return {"num_intents": self.intent_counts, "num_prefix": self.prefix_counts}
+
+    def runs(self) -> Iterator[Tuple[str, str, str, Dict[str, Any], float]]:
+        """``(experiment, label, model, option overrides, noise)`` of every run after the
+        learning-rate tuning, in the order they train."""
+        for model in self.models:
+            yield "main", model, model, {}, 0.0
+        for fraction in self.noise_fractions:
+            for model in self.noise_models:
+                yield "noise", model, model, {}, fraction
+        if "igrsr" in self.models:
+            for label in self.ablations:
+                yield "ablation", label, "igrsr", ABLATIONS[label], 0.0
+            for option, values in self.sweeps().items():
+                for value in values:
+                    yield f"sweep-{option}", str(value), "igrsr", {option: value}, 0.0
+
+
+def check_plan(
+    plan: StudyPlan, options: Mapping[str, Any], train: TrainConfig, stage2: Stage2Config, seeds: Sequence[int]
+) -> None:
+    """Build the spec of every run of ``plan`` (first and last seed, each tuned learning rate),
+    so that a bad sweep value, rate or seed fails before the first run trains, naming the option."""
+    for _, _, model, overrides, _ in plan.runs():
+        for seed in {seeds[0], seeds[-1]}:
+            for lr in (None, *plan.learning_rates):
+                study_spec(model, {**options, **overrides}, train, stage2, {}, seed, lr)
 
 
 def with_noisy_inputs(data: InteractionData, fraction: float, seed: int) -> InteractionData:

@@ -15,7 +15,7 @@ from ..models.registry import BACKBONE, model_entry
 from ..train import Stage2Config, TrainConfig, train_model
 from ..train.checkpoint import SCHEMA, save_json
 from ..train.runs import data_summary, per_user_test_ranks
-from .plan import ABLATIONS, StudyPlan, study_spec, with_noisy_inputs
+from .plan import StudyPlan, study_spec, with_noisy_inputs
 from .report import write_report
 from .stats import HEADLINE, paired_bootstrap, summarize
 
@@ -150,17 +150,8 @@ def run_study(study: Study) -> Dict[str, Any]:
     plan = study.plan
     if plan.learning_rates:
         tune_learning_rates(study)
-    for model in plan.models:
-        study.run("main", model, model)
-    for fraction in plan.noise_fractions:
-        for model in plan.noise_models:
-            study.run("noise", model, model, noise=fraction)
-    if "igrsr" in plan.models:
-        for label in plan.ablations:
-            study.run("ablation", label, "igrsr", ABLATIONS[label])
-        for option, values in plan.sweeps().items():
-            for value in values:
-                study.run(f"sweep-{option}", str(value), "igrsr", {option: value})
+    for experiment, label, model, overrides, noise in plan.runs():
+        study.run(experiment, label, model, overrides, noise=noise)
     study.paired = study.paired_comparisons()
     raw = study.save(complete=True)
     write_report(raw, study.out)

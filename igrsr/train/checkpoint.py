@@ -8,7 +8,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, List
 
 import numpy as np
 import torch
@@ -24,11 +24,17 @@ def _default_file_mode() -> int:
     return 0o666 & ~umask
 
 
-def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
+TEMP_SUFFIX = ".tmp"
+
+
+def atomic_write(path: Path, write: Callable[[Any], None]) -> None:
     """Write through ``write(file)`` into a temporary file beside ``path``, then rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    except OSError as error:  # the message names the file asked for, not its temporary name
+        raise type(error)(error.errno, error.strerror, str(path)) from None
     try:
         # mkstemp creates the file private; give it the mode an ordinary open() would.
         os.chmod(tmp, _default_file_mode())
@@ -43,17 +49,31 @@ def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
         raise
 
 
+def remove_stale_temps(directory: Path) -> List[Path]:
+    """Remove the temporary files that writers killed mid-write (``kill -9``, power loss) left in
+    ``directory``; only safe while no other process writes there.  Returns what was removed."""
+    stale = sorted(Path(directory).glob(f".*{TEMP_SUFFIX}"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 def save_torch(obj: Any, path) -> None:
-    _atomic_write(path, lambda handle: torch.save(obj, handle))
+    atomic_write(path, lambda handle: torch.save(obj, handle))
 
 
 def save_numpy(array: np.ndarray, path) -> None:
-    _atomic_write(path, lambda handle: np.save(handle, array))
+    atomic_write(path, lambda handle: np.save(handle, array))
+
+
+def save_stream(path, write: Callable[[Any], None]) -> None:
+    """Write a file of any size piece by piece through ``write(binary_file)``, atomically."""
+    atomic_write(path, write)
 
 
 def save_json(obj: Any, path) -> None:
     text = json.dumps(obj, indent=2, sort_keys=True, default=str).encode("utf-8")
-    _atomic_write(path, lambda handle: handle.write(text))
+    atomic_write(path, lambda handle: handle.write(text))
 
 
 def load_torch(path, map_location="cpu") -> Any:

@@ -15,6 +15,10 @@ def resolve_device(name: str) -> str:
     return name
 
 
+# numpy's generator takes seeds up to 2**32 - 1.
+MAX_SEED = 2**32 - 1
+
+
 @dataclass(frozen=True)
 class TrainConfig(Config):
     """How a model is trained.  The defaults are for real data (batch 256, lr 1e-3, AdamW,
@@ -27,7 +31,7 @@ class TrainConfig(Config):
     weight_decay: float = option(0.0, "AdamW weight decay", ge=0)
     patience: int = option(10, "epochs without validation NDCG@10 gain before stopping", ge=1)
     grad_clip: float = option(5.0, "gradient norm clip", gt=0)
-    seed: int = option(42, "random seed (weights, batches, dropout)")
+    seed: int = option(42, "random seed (weights, batches, dropout)", ge=0, le=MAX_SEED)
     # Sequence models (SASRec, BERT4Rec, SSE-PT, LightRec) train on every max_len window of a
     # long history, not only its last: then they see every training target, as the models
     # trained on every prefix (IGR-SR, ReaRec) do.
@@ -43,6 +47,11 @@ class TrainConfig(Config):
     progress: bool = option(True, "progress bars", runtime=True)
 
     def check(self) -> None:
+        if self.lr * self.weight_decay >= 1:
+            # AdamW multiplies every weight by 1 - lr * weight_decay each step.
+            raise ConfigError(
+                "weight_decay", f"times the learning rate must be < 1, got {self.weight_decay!r} with lr {self.lr!r}"
+            )
         try:
             device = torch.device(resolve_device(self.device))
         except RuntimeError:

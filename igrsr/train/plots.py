@@ -8,6 +8,15 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from .checkpoint import atomic_write  # noqa: E402
+
+
+def save_figure(figure, path: Path) -> None:
+    """Write ``figure`` (in the format of ``path``'s suffix) atomically, so that a run killed
+    while plotting leaves no half image, and close it."""
+    atomic_write(path, lambda handle: figure.savefig(handle, format=Path(path).suffix.lstrip("."), dpi=110))
+    plt.close(figure)
+
 
 def plot_training_curves(history: List[Dict], path: Path, title: str) -> None:
     """Training loss and validation NDCG@10 / HR@10 per epoch."""
@@ -21,8 +30,7 @@ def plot_training_curves(history: List[Dict], path: Path, title: str) -> None:
     metric_axis.legend()
     figure.suptitle(title)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 def plot_noise_robustness(
@@ -39,8 +47,7 @@ def plot_noise_robustness(
     drop_axis.set(xlabel="fraction of noisy input items", ylabel="relative drop (%)", title="drop vs clean")
     metric_axis.legend(fontsize=8)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 def plot_sweeps(
@@ -61,5 +68,4 @@ def plot_sweeps(
         axis.set(xlabel=name, ylabel=f"test {metric}", title=f"IGR-SR: {name}")
         axis.set_xticks(values)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    save_figure(figure, path)

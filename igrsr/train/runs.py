@@ -25,8 +25,9 @@ from ..data import InteractionData, Split
 from ..eval import model_ranks
 from ..models import SequentialRecommender
 from ..models.registry import BACKBONE, build_model, model_config, model_entry
-from .checkpoint import SCHEMA, load_torch, load_versioned, save_json, save_numpy
+from .checkpoint import SCHEMA, load_torch, load_versioned, remove_stale_temps, save_json, save_numpy
 from .config import Stage2Config, TrainConfig
+from .rundir import hold_run_dir, resume_mismatch, start_over
 from .trainer import Trainer, set_seed
 
 
@@ -141,6 +142,24 @@ def train_model(
     if results_path.exists() and not fresh:
         print(f"{spec.model}: reusing the finished run in {run_dir}")
         return load_versioned(results_path)
+    with hold_run_dir(run_dir):
+        if fresh:
+            start_over(run_dir)
+        elif results_path.exists():  # finished by the process that held the lock until now
+            return load_versioned(results_path)
+        removed = remove_stale_temps(run_dir)
+        if removed:
+            print(f"{spec.model}: removed {len(removed)} temporary file(s) of an interrupted write in {run_dir}")
+        return train_in(run_dir, spec, data, split, backbone, backbone_dir, resume)
+
+
+def train_in(
+    run_dir: Path, spec: RunSpec, data: InteractionData, split: Split, backbone: Optional[SequentialRecommender],
+    backbone_dir: Optional[str], resume: bool,
+) -> Dict[str, Any]:  # fmt: skip
+    """Train ``spec`` in ``run_dir`` (whose lock the caller holds) and write its results."""
+    entry = model_entry(spec.model)
+    results_path = run_dir / "results.json"
     description = {
         "schema": SCHEMA,
         "model": spec.model,
@@ -154,7 +173,9 @@ def train_model(
     }
     save_json(description, run_dir / "run.json")
     set_seed(spec.train.seed)  # the weights' initialization is part of what the seed fixes
-    model = build_model(spec.model, split.num_items, len(split.train), spec.config, backbone=backbone)
+    model = build_model(
+        spec.model, split.num_items, len(split.train), spec.config, backbone=backbone, item_counts=split.item_counts()
+    )
     started = time.perf_counter()
     summary = Trainer(model, split, spec.train, run_dir, title=spec.model).fit(resume=resume)
     result = {
@@ -170,6 +191,19 @@ def train_model(
 
 def is_finished(run_dir: Path) -> bool:
     return (Path(run_dir) / "results.json").exists()
+
+
+def resume_problem(spec: RunSpec, data: InteractionData, out: Path) -> Optional[str]:
+    """Why ``--resume`` would start ``spec`` (or its stage 1) anew though an interrupted run of
+    other options lies beside it, naming the options; None if it resumes or has nothing to."""
+    run_dir = spec.run_dir(out, data)
+    if is_finished(run_dir):
+        return None
+    if not (run_dir / "last.pt").exists():
+        problem = resume_mismatch(spec.model, spec.settings(), run_dir, data_fingerprint(data))
+        if problem:
+            return problem
+    return None if spec.backbone is None else resume_problem(spec.backbone, data, out)
 
 
 # What every run.json and results.json holds (see train_model).

@@ -10,7 +10,7 @@ import torch
 
 from ..attention_dropout import resolve_dropout
 from ..dispatch import OpDispatcher
-from ..validation import check_mask, check_same, check_shape, check_tensor, resolve_scale
+from ..validation import check_head_dim, check_mask, check_same, check_shape, check_tensor, resolve_scale
 from .reference import causal_attention_reference
 
 dispatcher = OpDispatcher("causal_attention")
@@ -21,6 +21,7 @@ def validate_causal_attention(q, k, v, key_padding_mask, num_prefix) -> None:
     check_tensor("q", q, 4)
     check_tensor("k", k, 4)
     check_tensor("v", v, 4)
+    check_head_dim("q", q)
     check_shape("k", k, q.shape)
     check_shape("v", v, q.shape)
     check_same("q", q, k=k, v=v)

@@ -10,7 +10,7 @@ from typing import Optional, Union
 import torch
 
 from ..dispatch import OpDispatcher
-from ..validation import check_mask, check_positive_finite, check_same, check_shape, check_tensor
+from ..validation import check_mask, check_positive_temperature, check_same, check_shape, check_tensor
 from .reference import info_nce_reference
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -24,13 +24,13 @@ def check_temperature(temperature: Temperature) -> Temperature:
     """A positive finite number, or a one-element float tensor holding one (kept a tensor, so a
     learnable temperature gets its gradient; reading its value once synchronises a GPU)."""
     if not isinstance(temperature, torch.Tensor):
-        return check_positive_finite("temperature", temperature)
+        return check_positive_temperature("temperature", temperature)
     if temperature.numel() != 1 or not temperature.is_floating_point():
         raise TypeError(
             f"temperature must be a number or a one-element float tensor, got a {temperature.dtype} tensor "
             f"of shape {tuple(temperature.shape)}"
         )
-    check_positive_finite("temperature", temperature.detach().item())
+    check_positive_temperature("temperature", temperature.detach().item())
     return temperature.reshape(())
 
 

@@ -13,6 +13,7 @@ from typing import Optional, Union
 import torch
 
 from .. import extension
+from ..validation import check_same_device
 from . import dispatcher
 from .reference import reduce_row_losses
 
@@ -24,7 +25,11 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+# The fake implementations also run for real on meta tensors, when any input is one: the
+# others' devices are checked so that a meta tensor among CPU ones is an error, not outputs of
+# uninitialised memory on z1's device.
 def _forward_fake(z1, z2, temperature, normalize, symmetric, group_ids, row_mask):
+    check_same_device("z1", z1, z2=z2, group_ids=group_ids, row_mask=row_mask)
     batch = z1.shape[0]
     dtype = _compute_dtype(z1.dtype)
     loss_rows = z1.new_empty((batch,), dtype=dtype)
@@ -32,6 +37,10 @@ def _forward_fake(z1, z2, temperature, normalize, symmetric, group_ids, row_mask
 
 
 def _backward_fake(grad_loss_rows, z1, z2, lse_rows, lse_cols, temperature, normalize, symmetric, group_ids, row_mask):
+    check_same_device(
+        "z1", z1, grad_loss_rows=grad_loss_rows, z2=z2, lse_rows=lse_rows, lse_cols=lse_cols, group_ids=group_ids,
+        row_mask=row_mask,
+    )  # fmt: skip
     # The kernels return contiguous gradients whatever the inputs' strides.
     return z1.new_empty(z1.shape), z2.new_empty(z2.shape)
 

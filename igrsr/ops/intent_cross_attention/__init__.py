@@ -10,7 +10,7 @@ import torch
 
 from ..attention_dropout import resolve_dropout
 from ..dispatch import OpDispatcher
-from ..validation import check_mask, check_same, check_shape, check_tensor, resolve_scale
+from ..validation import check_head_dim, check_mask, check_same, check_shape, check_tensor, resolve_scale
 from .reference import intent_cross_attention_reference
 
 MAX_INTENTS = 16
@@ -23,6 +23,7 @@ def validate_cross_attention(q, k, v, intent_mask) -> None:
     check_tensor("q", q, 4)
     check_tensor("k", k, 4)
     check_tensor("v", v, 4)
+    check_head_dim("q", q)
     batch, heads, _, head_dim = q.shape
     num_intents = k.shape[2]
     if not 1 <= num_intents <= MAX_INTENTS:
