@@ -24,7 +24,7 @@ what was resident before the step, inputs excluded.
 
 import pytest
 import torch
-from conftest import peak_memory_bytes
+from conftest import ReferenceRatios, peak_memory_bytes
 
 from igrsr.ops import info_nce
 
@@ -32,8 +32,7 @@ ON_GPU = torch.cuda.is_available()
 TEMPERATURE = 0.1
 GPU_SHAPES = [(batch, dim) for dim in (64, 128) for batch in (4096, 16384, 65536, 262144)]
 CPU_SHAPES = [(batch, 64) for batch in (1024, 4096, 8192)]
-# (device, batch, dim, backend) -> (median seconds, peak bytes), or "oom"
-MEASURED = {}
+MEASURED = ReferenceRatios()
 
 
 # --------------------------------------------------------------------------- the step
@@ -77,27 +76,9 @@ def run_benchmark(benchmark, device, backend, batch, dim, rounds):
         else:
             benchmark.pedantic(step, rounds=rounds, warmup_rounds=1)
     except torch.cuda.OutOfMemoryError:
-        torch.cuda.empty_cache()
-        MEASURED[key + (backend,)] = "oom"
-        benchmark.extra_info["oom"] = True
+        MEASURED.out_of_memory(benchmark, key, backend)
         pytest.skip(f"{backend}: out of GPU memory at B={batch}, d={dim}")
-    median = benchmark.stats.stats.median if benchmark.stats else None
-    MEASURED[key + (backend,)] = (median, peak)
-    if peak is not None:
-        benchmark.extra_info["peak_memory_mib"] = peak / 2**20
-    if backend != "reference":
-        record_ratios(benchmark, key, median, peak)
-
-
-def record_ratios(benchmark, key, median, peak):
-    reference = MEASURED.get(key + ("reference",))
-    if reference == "oom":
-        benchmark.extra_info["reference"] = "out of memory"
-    elif reference is not None and median:
-        reference_median, reference_peak = reference
-        benchmark.extra_info["speedup"] = reference_median / median
-        if peak and reference_peak:
-            benchmark.extra_info["memory_ratio"] = reference_peak / peak
+    MEASURED.record(benchmark, key, backend, peak)
 
 
 # --------------------------------------------------------------------------- suites

@@ -27,7 +27,7 @@ import functools
 
 import pytest
 import torch
-from conftest import peak_memory_bytes
+from conftest import ReferenceRatios, peak_memory_bytes
 
 from igrsr.ops import linear_cross_entropy
 
@@ -41,8 +41,7 @@ CPU_MAX_LOGITS = 2048 * 1_000_000
 REFERENCE_BUFFERS = 3
 CPU_BACKENDS = ["reference", "compiled-reference", "chunked"]  # the reference first: it feeds the ratios
 GPU_BACKENDS = ["reference", "chunked", "triton", "liger", "cut-cross-entropy"]
-# (device, rows, classes, backend) -> (median seconds, peak bytes), or "oom"
-MEASURED = {}
+MEASURED = ReferenceRatios()
 
 
 def shape_id(shape):
@@ -127,27 +126,9 @@ def run_benchmark(benchmark, device, dtype, backend, rows, classes):
         peak = peak_memory_bytes(step, device)  # also the warm-up
         benchmark.pedantic(step, rounds=1 if rows * classes >= 10**9 else 3, warmup_rounds=0)
     except torch.cuda.OutOfMemoryError:
-        torch.cuda.empty_cache()
-        MEASURED[key + (backend,)] = "oom"
-        benchmark.extra_info["oom"] = True
+        MEASURED.out_of_memory(benchmark, key, backend)
         pytest.skip(f"{backend}: out of GPU memory at R={rows}, N={classes}")
-    median = benchmark.stats.stats.median if benchmark.stats else None
-    MEASURED[key + (backend,)] = (median, peak)
-    if peak is not None:
-        benchmark.extra_info["peak_memory_mib"] = peak / 2**20
-    if backend != "reference":
-        record_ratios(benchmark, key, median, peak)
-
-
-def record_ratios(benchmark, key, median, peak):
-    reference = MEASURED.get(key + ("reference",))
-    if reference == "oom":
-        benchmark.extra_info["reference"] = "out of memory"
-    elif reference is not None and median:
-        reference_median, reference_peak = reference
-        benchmark.extra_info["speedup"] = reference_median / median
-        if peak and reference_peak:
-            benchmark.extra_info["memory_ratio"] = reference_peak / peak
+    MEASURED.record(benchmark, key, backend, peak)
 
 
 def skip_cpu_case(backend, rows, classes):

@@ -114,3 +114,33 @@ def peak_memory_bytes(step, device):
     tracker.start()
     step()
     return tracker.peak_bytes()
+
+
+class ReferenceRatios:
+    """What a suite measured, per case, so that every backend's entry says how it compares with
+    the reference of the same case (measured first): ``speedup`` (reference time / this time)
+    and ``memory_ratio`` (reference peak / this peak) in ``benchmark.extra_info``."""
+
+    def __init__(self):
+        self.measured = {}  # (case..., backend) -> (median seconds, peak bytes), or "oom"
+
+    def out_of_memory(self, benchmark, case, backend):
+        torch.cuda.empty_cache()
+        self.measured[case + (backend,)] = "oom"
+        benchmark.extra_info["oom"] = True
+
+    def record(self, benchmark, case, backend, peak):
+        median = benchmark.stats.stats.median if benchmark.stats else None
+        self.measured[case + (backend,)] = (median, peak)
+        if peak is not None:
+            benchmark.extra_info["peak_memory_mib"] = peak / 2**20
+        reference = self.measured.get(case + ("reference",))
+        if backend == "reference" or reference is None:
+            return
+        if reference == "oom":
+            benchmark.extra_info["reference"] = "out of memory"
+        elif median:
+            reference_median, reference_peak = reference
+            benchmark.extra_info["speedup"] = reference_median / median
+            if peak and reference_peak:
+                benchmark.extra_info["memory_ratio"] = reference_peak / peak
