@@ -83,7 +83,7 @@ class SequentialRecommender(nn.Module):
         self.num_items = num_items
         self.max_len = self.config.max_len if max_len is None else max_len
 
-    def training_loss(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, float]]:
+    def training_loss(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         """The loss to minimize on one batch, and its named parts for logging.
 
         A batch (``igrsr.data.examples``) holds ``history`` (B, L) left-padded item ids, ``user``

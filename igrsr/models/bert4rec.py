@@ -65,7 +65,7 @@ class BERT4Rec(SequentialRecommender):
         items = self.encoder.embedding.items.weight[: self.num_items + 1]
         return self.head(hidden) @ items.T + self.output_bias
 
-    def training_loss(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, float]]:
+    def training_loss(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         # The examples hold history = seq[:-1] and targets = seq[1:], left-padded alike, so the
         # whole training sequence is the history followed by the last target.
         sequence = torch.cat([batch["history"], batch["targets"][:, -1:]], dim=1)
@@ -73,7 +73,7 @@ class BERT4Rec(SequentialRecommender):
         tokens = sequence.masked_fill(masked, self.mask_token)
         logits = self.logits(self.encode(tokens)[masked])
         loss = F.cross_entropy(logits[:, 1:], sequence[masked] - 1)
-        return loss, {"loss": loss.item()}
+        return loss, {"loss": loss.detach()}
 
     def cloze_positions(self, sequence: torch.Tensor) -> torch.Tensor:
         """Bool ``(B, L)``: the real items to mask, at least one per row (the last by default)."""

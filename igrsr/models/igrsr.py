@@ -250,12 +250,12 @@ class IGRSR(SequentialRecommender):
     def logits(self, user_vectors: torch.Tensor) -> torch.Tensor:
         return self.mask_padding_column(user_vectors @ self.reasoner.item_embeddings.T)
 
-    def training_loss(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, float]]:
+    def training_loss(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         history, target = batch["history"], batch["target"]
         intents = self.intents(history)
         if self.cl_weight == 0:
             ce = self.catalog_cross_entropy(self.reasoner(history, intents), self.reasoner.item_embeddings, target)
-            return ce, {"loss": ce.item(), "ce": ce.item()}
+            return ce, {"loss": ce.detach(), "ce": ce.detach()}
         # One reasoner pass over three copies of the batch: all intents visible (for the
         # recommendation loss) and two views with randomly masked intents (for ICR).
         batch_size = len(history)
@@ -266,7 +266,7 @@ class IGRSR(SequentialRecommender):
         ce = self.catalog_cross_entropy(full, self.reasoner.item_embeddings, target)
         consistency = self.consistency(first_view, second_view, group_ids=batch["user"])
         loss = ce + self.cl_weight * consistency
-        return loss, {"loss": loss.item(), "ce": ce.item(), "infonce": consistency.item()}
+        return loss, {"loss": loss.detach(), "ce": ce.detach(), "infonce": consistency.detach()}
 
     def score(self, history: torch.Tensor, users: Optional[torch.Tensor] = None) -> torch.Tensor:
         return self.logits(self.reasoner(history, self.intents(history)))

@@ -156,14 +156,14 @@ class ReaRecERL(ReaRec):
         super().__init__(num_items, config, **options)
         self.kl_weight = self.config.kl_weight
 
-    def training_loss(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, float]]:
+    def training_loss(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         states = self.reasoning_states(batch["history"])[0]
         log_probs = F.log_softmax(self.catalog_logits(states), dim=-1)  # (B, K+1, N)
         targets = (batch["target"] - 1)[:, None].expand(-1, states.shape[1])
         ce = F.nll_loss(log_probs.transpose(1, 2), targets, reduction="none").mean(dim=0).sum()
         diversity = mean_pairwise_kl(log_probs)
         loss = ce - self.kl_weight * diversity
-        return loss, {"loss": loss.item(), "ce": ce.item(), "kl": diversity.item()}
+        return loss, {"loss": loss.detach(), "ce": ce.detach(), "kl": diversity.detach()}
 
     def user_vector(self, history: torch.Tensor) -> torch.Tensor:
         return self.reasoning_states(history)[0].mean(dim=1)
@@ -211,7 +211,7 @@ class ReaRecPRL(ReaRec):
         self.reasoning_cl_weight = self.config.reasoning_cl_weight
         self.contrastive = InfoNCELoss(self.temperature, normalize=False, symmetric=False, backend=self.backend)
 
-    def training_loss(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, float]]:
+    def training_loss(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         contrast = self.reasoning_cl_weight > 0 and self.reasoning_noise > 0
         views = self.reasoning_states(batch["history"], self.reasoning_noise if contrast else 0.0)
         clean = views[0]
@@ -219,15 +219,15 @@ class ReaRecPRL(ReaRec):
         ce = F.cross_entropy(self.catalog_logits(clean[:, -1]), targets)
         progressive = self.progressive_loss(clean[:, :-1], targets)
         loss = ce + progressive
-        parts = {"ce": ce.item(), "progressive": progressive.item()}
+        parts = {"ce": ce.detach(), "progressive": progressive.detach()}
         if contrast:
             noisy = views[1]
             consistency = torch.stack(
                 [self.contrastive(noisy[:, k], clean[:, k], group_ids=batch["user"]) for k in range(1, clean.shape[1])]
             ).mean()
             loss = loss + self.reasoning_cl_weight * consistency
-            parts["infonce"] = consistency.item()
-        return loss, {"loss": loss.item(), **parts}
+            parts["infonce"] = consistency.detach()
+        return loss, {"loss": loss.detach(), **parts}
 
     def progressive_loss(self, early_states: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Cross-entropy of ``h_0..h_{K-1}`` at temperatures ``τ·base^K, ..., τ·base``."""

@@ -128,7 +128,7 @@ class SASRec(SequentialRecommender):
     def item_embeddings(self) -> torch.Tensor:
         return self.encoder.embedding.items.weight
 
-    def training_loss(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, float]]:
+    def training_loss(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         hidden = self.encoder(batch["history"])
         targets = batch["targets"]
         real = targets > 0
@@ -137,7 +137,7 @@ class SASRec(SequentialRecommender):
             loss = self.catalog_cross_entropy(hidden, self.item_embeddings, targets)
         else:
             loss = self._sampled_bce(hidden, targets)
-        return loss, {"loss": loss.item()}
+        return loss, {"loss": loss.detach()}
 
     def _sampled_bce(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """BCE against one uniformly sampled negative per position (the original SASRec loss)."""

@@ -5,11 +5,18 @@ from typing import Optional
 import torch
 from torch import nn
 
+from ..distributed import gather_rows, is_distributed
 from ..ops import backend_for, info_nce
 
 
 class InfoNCELoss(nn.Module):
-    """InfoNCE between two views; see :func:`igrsr.ops.info_nce` for the arguments."""
+    """InfoNCE between two views; see :func:`igrsr.ops.info_nce` for the arguments.
+
+    In multi-process training (and a reduction other than ``"none"``) the views of every rank
+    are gathered, gradients included, so each row's negatives are the whole global batch and
+    every rank computes the loss over it; ``group_ids`` must then be global (user ids).  The
+    data-parallel mean of the ranks' gradients is then that loss's gradient.
+    """
 
     OP = "info_nce"
 
@@ -35,6 +42,10 @@ class InfoNCELoss(nn.Module):
         group_ids: Optional[torch.Tensor] = None,
         row_mask: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
+        if is_distributed() and self.reduction != "none":
+            z1, z2 = gather_rows(z1), gather_rows(z2)
+            group_ids = None if group_ids is None else gather_rows(group_ids)
+            row_mask = None if row_mask is None else gather_rows(row_mask)
         return info_nce(
             z1,
             z2,

@@ -22,6 +22,7 @@ import torch
 
 from ..config import Config, digest
 from ..data import InteractionData, Split
+from ..distributed import barrier, is_main_process, world_size
 from ..eval import model_ranks
 from ..models import SequentialRecommender
 from ..models.registry import BACKBONE, build_model, model_config, model_entry
@@ -122,6 +123,7 @@ def environment() -> Dict[str, Any]:
         "python": platform.python_version(),
         "machine": platform.machine(),
         "threads": torch.get_num_threads(),
+        "processes": world_size(),
         "cuda_device": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
     }
 
@@ -152,7 +154,8 @@ def train_model(
         "backbone_run": None if backbone_dir is None else str(backbone_dir),
         "train": spec.train.to_dict(),
     }
-    save_json(description, run_dir / "run.json")
+    if is_main_process():  # every rank trains; one writes the run's files
+        save_json(description, run_dir / "run.json")
     set_seed(spec.train.seed)  # the weights' initialization is part of what the seed fixes
     model = build_model(spec.model, split.num_items, len(split.train), spec.config, backbone=backbone)
     started = time.perf_counter()
@@ -164,7 +167,9 @@ def train_model(
         "environment": environment(),
         **summary,
     }
-    save_json(result, results_path)
+    if is_main_process():
+        save_json(result, results_path)
+    barrier()  # a stage 2 on every rank reads the results.json of its stage 1
     return result
 
 
