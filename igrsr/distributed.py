@@ -7,7 +7,10 @@ the single-process identity: rank 0 of a world of 1, gathers return their input.
 
 import contextlib
 import os
-from typing import Iterator, List, Sequence, Tuple, TypeVar
+import socket
+import sys
+import warnings
+from typing import Callable, Iterator, List, Sequence, Tuple, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -62,17 +65,30 @@ def process_group(device: str) -> Iterator[str]:
         dist.destroy_process_group()
 
 
-def run_processes(nproc: int, argv: Sequence[str]) -> int:
-    """``torchrun --standalone --nproc-per-node nproc -m igrsr *argv``: each rank runs the
-    command line again; returns the exit status of the first rank that failed, else 0."""
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.run import main as torchrun
-
+def run_processes(nproc: int, main: Callable[[List[str]], int], argv: Sequence[str]) -> int:
+    """``main(argv)`` in ``nproc`` new processes on this machine, set up as ``torchrun`` sets up its
+    ranks (what ``igrsr train --nproc N`` does); returns the exit status of a failed rank, else 0."""
+    with socket.socket() as probe:  # a free port for the ranks to meet on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     try:
-        torchrun(["--standalone", f"--nproc-per-node={nproc}", "-m", "igrsr", *argv])
-    except ChildFailedError as error:
-        return error.get_first_failure()[1].exitcode
+        torch.multiprocessing.spawn(_run_rank, args=(nproc, port, main, list(argv)), nprocs=nproc)
+    except torch.multiprocessing.ProcessExitedException as error:
+        return error.exit_code
+    except torch.multiprocessing.ProcessRaisedException:
+        return 1
     return 0
+
+
+def _run_rank(rank: int, world: int, port: int, main: Callable[[List[str]], int], argv: List[str]) -> None:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world),
+    )  # fmt: skip
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))  # the ranks share the cores
+    status = main(argv)
+    if status:
+        sys.exit(status)
 
 
 def gather_rows(tensor: torch.Tensor) -> torch.Tensor:
@@ -90,7 +106,9 @@ def gather_rows(tensor: torch.Tensor) -> torch.Tensor:
     # Collectives move tensors of one shape, so every rank pads to the longest.
     padded = torch.nn.functional.pad(tensor, (0, 0) * (tensor.dim() - 1) + (0, max(counts) - len(tensor)))
     if tensor.requires_grad:
-        parts = differentiable.all_gather(padded)
+        with warnings.catch_warnings():  # its deprecation names a private module as the replacement
+            warnings.simplefilter("ignore", FutureWarning)
+            parts = differentiable.all_gather(padded)
     else:
         parts = [torch.empty_like(padded) for _ in counts]
         dist.all_gather(parts, padded.contiguous())

@@ -102,7 +102,9 @@ def command_train(args: argparse.Namespace) -> int:
     if args.nproc not in (None, world):
         if world > 1:
             raise CommandError(f"--nproc {args.nproc} under torchrun with {world} processes: give one of them")
-        return run_processes(args.nproc, args.argv)
+        from . import main  # every process runs the command line again
+
+        return run_processes(args.nproc, main, args.argv)
     train = train_config(args)
     with process_group(train.device) as device:
         return train_models(args, replace(train, device=device))

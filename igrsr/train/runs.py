@@ -141,7 +141,8 @@ def train_model(
     run_dir = spec.run_dir(out, data)
     results_path = run_dir / "results.json"
     if results_path.exists() and not fresh:
-        print(f"{spec.model}: reusing the finished run in {run_dir}")
+        if is_main_process():
+            print(f"{spec.model}: reusing the finished run in {run_dir}")
         return load_versioned(results_path)
     description = {
         "schema": SCHEMA,
