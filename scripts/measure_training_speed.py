@@ -62,7 +62,8 @@ def measure(args: argparse.Namespace, device: str) -> List[Dict]:
     rows = []
     for model_name in args.models.split(","):
         for setting in args.settings.split(","):
-            config = replace(TrainConfig(batch_size=args.batch_size, progress=False, device=device), **SETTINGS[setting])
+            base = TrainConfig(batch_size=args.batch_size, progress=False, device=device)
+            config = replace(base, **SETTINGS[setting])
             with tempfile.TemporaryDirectory() as run_dir:
                 trainer = Trainer(build(model_name, split), split, config, Path(run_dir), model_name)
                 rate = steps_per_second(trainer, args.steps, args.warmup)

@@ -42,6 +42,9 @@ def restore_rng_state(state: Dict) -> None:
 
 
 PAST_LOADER_DRAWS = 2
+# The models pick the real positions of a batch by boolean masks (shapes that depend on the
+# data): traced into the graph instead of breaking it.
+DYNAMO_SETTINGS = {"capture_dynamic_output_shape_ops": True}
 AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -115,7 +118,11 @@ class Trainer:
                 loss, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=True,
             )  # fmt: skip
-        return torch.compile(loss) if self.config.compile else loss
+        if not self.config.compile:
+            return loss
+        for name, value in DYNAMO_SETTINGS.items():
+            setattr(torch._dynamo.config, name, value)  # read when the step is first traced
+        return torch.compile(loss)
 
     @property
     def last_path(self) -> Path:
