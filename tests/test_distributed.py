@@ -11,9 +11,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 
 from igrsr import IGRSR, SASRec
-from igrsr.data import PrefixExamples, SequenceExamples, leave_one_out, make_synthetic
+from igrsr.data import (
+    LengthBucketSampler,
+    PrefixExamples,
+    SequenceExamples,
+    collate_trimmed,
+    leave_one_out,
+    make_synthetic,
+)
 from igrsr.distributed import is_main_process, process_group, rank, run_processes, shard, world_size
 from igrsr.eval import model_ranks
 from igrsr.eval.distributed import shared_model_ranks
@@ -241,3 +250,21 @@ def test_the_training_step_compiles_without_graph_breaks_and_gives_the_eager_los
     torch.testing.assert_close(losses[1], losses[0], rtol=1e-5, atol=1e-6)
     for compiled, eager in zip(*grads, strict=True):
         torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-6)
+
+
+def test_the_trainer_batches_and_draws_as_its_data_loader_did(tmp_path):
+    """Seeded runs train as before batches were built at once: the same batches, and the global
+    RNG (dropout) left where iterating the old DataLoader left it."""
+    trainer = sasrec_trainer(tmp_path)
+    torch.manual_seed(7)
+    trainer.loader_generator.manual_seed(7)
+    batches = [trainer.examples.batch(indices) for indices in trainer._epoch_batches()]
+    after_trainer = torch.get_rng_state()
+    torch.manual_seed(7)
+    sampler = LengthBucketSampler(trainer.examples.history_lengths(), 16, torch.Generator().manual_seed(7))
+    loader = DataLoader(trainer.examples, batch_sampler=sampler, collate_fn=collate_trimmed)
+    expected = list(tqdm(loader, disable=True))
+    assert torch.equal(torch.get_rng_state(), after_trainer)
+    assert len(batches) == len(expected)
+    for got, old in zip(batches, expected):
+        assert all(torch.equal(got[name], old[name]) for name in old)
