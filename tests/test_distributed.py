@@ -268,3 +268,20 @@ def test_the_trainer_batches_and_draws_as_its_data_loader_did(tmp_path):
     assert len(batches) == len(expected)
     for got, old in zip(batches, expected):
         assert all(torch.equal(got[name], old[name]) for name in old)
+
+
+def test_a_non_finite_loss_stops_training_naming_the_epoch_and_steps(tmp_path):
+    trainer = sasrec_trainer(tmp_path, log_every=2)
+    training_loss, steps = trainer.model.training_loss, []
+
+    def loss_not_finite_at_step_three(batch):
+        loss, parts = training_loss(batch)
+        steps.append(len(steps) + 1)
+        if len(steps) == 3:
+            loss = loss * float("nan")
+        return loss, {**parts, "loss": loss.detach()}
+
+    trainer.model.training_loss = loss_not_finite_at_step_three
+    with pytest.raises(FloatingPointError, match="non-finite loss .* in epoch 1, steps 3-4"):
+        trainer.fit()
+    assert len(steps) == 4  # read once per interval of --log-every steps, not at every step

@@ -122,7 +122,9 @@ class Trainer:
             return loss
         for name, value in DYNAMO_SETTINGS.items():
             setattr(torch._dynamo.config, name, value)  # read when the step is first traced
-        return torch.compile(loss)
+        # Batches differ in size and in width (trimmed to their longest history): one graph
+        # over symbolic shapes instead of a recompilation for each new shape.
+        return torch.compile(loss, dynamic=True)
 
     @property
     def last_path(self) -> Path:
