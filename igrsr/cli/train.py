@@ -195,8 +195,8 @@ def add_train_command(commands) -> None:
     train.add_argument("--fresh", action="store_true", help="retrain even if a finished run exists")
     train.add_argument(
         "--nproc", type=int, default=None,
-        help="data-parallel training processes on this machine (torchrun; CUDA: one per GPU, else gloo on CPU); "
-        "`torchrun --nproc-per-node N -m igrsr train ...` is the same",
+        help="data-parallel training processes on this machine (CUDA: one GPU each, NCCL; else gloo on CPU); "
+        "the same as `torchrun --nproc-per-node N -m igrsr train ...`",
     )  # fmt: skip
     train.add_argument(
         "--backbone-run", default=None,
