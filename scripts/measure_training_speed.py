@@ -93,7 +93,7 @@ def main(argv: List[str]) -> int:
     parser.add_argument("--settings", default=",".join(SETTINGS), help=f"of {', '.join(SETTINGS)}")
     parser.add_argument("--processes", default="1,2", help="process counts to compare")
     parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=10, help="untimed steps first (compile: its first shapes)")
     parser.add_argument("--batch-size", type=int, default=256, help="per process")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per process (default: cores / N)")
