@@ -22,11 +22,9 @@ what was resident before the step, inputs excluded.
 (reference peak / kernel peak).
 """
 
-import ctypes
-import os
-
 import pytest
 import torch
+from conftest import peak_memory_bytes
 
 from igrsr.ops import info_nce
 
@@ -36,55 +34,6 @@ GPU_SHAPES = [(batch, dim) for dim in (64, 128) for batch in (4096, 16384, 65536
 CPU_SHAPES = [(batch, 64) for batch in (1024, 4096, 8192)]
 # (device, batch, dim, backend) -> (median seconds, peak bytes), or "oom"
 MEASURED = {}
-
-
-# --------------------------------------------------------------------------- peak memory
-
-
-class CpuPeakMemory:
-    """Peak resident memory of this process above its level at start(), in bytes (Linux)."""
-
-    def __init__(self):
-        self.available = os.path.exists("/proc/self/clear_refs")
-        if self.available:
-            libc = ctypes.CDLL("libc.so.6")
-            m_mmap_threshold = -3
-            libc.mallopt(m_mmap_threshold, 64 * 1024)  # fixed, so large frees unmap at once
-
-    @staticmethod
-    def _status_kib(field):
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-        raise RuntimeError(f"{field} not in /proc/self/status")
-
-    def start(self):
-        with open("/proc/self/clear_refs", "w") as clear_refs:
-            clear_refs.write("5")  # resets VmHWM to the current resident size
-        self._baseline = self._status_kib("VmRSS")
-
-    def peak_bytes(self):
-        return (self._status_kib("VmHWM") - self._baseline) * 1024
-
-
-CPU_PEAK = CpuPeakMemory()
-
-
-def peak_memory_bytes(step, device):
-    """Runs ``step`` once and returns the memory it needed at its peak."""
-    if device == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated()
-        step()
-        torch.cuda.synchronize()
-        return torch.cuda.max_memory_allocated() - before
-    if not CPU_PEAK.available:
-        return None
-    CPU_PEAK.start()
-    step()
-    return CPU_PEAK.peak_bytes()
 
 
 # --------------------------------------------------------------------------- the step

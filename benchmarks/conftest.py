@@ -1,6 +1,8 @@
 """Benchmark set-up: interpreter mode without a GPU, and versions in the JSON."""
 
+import ctypes
 import datetime
+import functools
 import gc
 import os
 import platform
@@ -58,3 +60,57 @@ def cuda_peak_mib(baseline: int) -> float:
     step itself needed, whatever earlier cases still hold."""
     torch.cuda.synchronize()
     return (torch.cuda.max_memory_allocated() - baseline) / 2**20
+
+
+# --------------------------------------------------------------------------- peak memory
+
+
+class CpuPeakMemory:
+    """Peak resident memory of this process above its level at start(), in bytes (Linux)."""
+
+    def __init__(self):
+        self.available = os.path.exists("/proc/self/clear_refs")
+        if self.available:
+            libc = ctypes.CDLL("libc.so.6")
+            m_mmap_threshold = -3
+            libc.mallopt(m_mmap_threshold, 64 * 1024)  # fixed, so large frees unmap at once
+
+    @staticmethod
+    def _status_kib(field):
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+        raise RuntimeError(f"{field} not in /proc/self/status")
+
+    def start(self):
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")  # resets VmHWM to the current resident size
+        self._baseline = self._status_kib("VmRSS")
+
+    def peak_bytes(self):
+        return (self._status_kib("VmHWM") - self._baseline) * 1024
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_peak() -> CpuPeakMemory:
+    """The process's one tracker, made at first use: only the suites that measure CPU memory
+    change glibc's mmap threshold."""
+    return CpuPeakMemory()
+
+
+def peak_memory_bytes(step, device):
+    """Runs ``step`` once and returns the memory it needed at its peak."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        step()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - before
+    tracker = cpu_peak()
+    if not tracker.available:
+        return None
+    tracker.start()
+    step()
+    return tracker.peak_bytes()

@@ -4,7 +4,8 @@
 
 The files are merged into one table.  Within a group (same op, mode and size) every
 entry's median is compared with the reference's and with the fastest public peer's (SDPA
-flash, FlexAttention, eager), when those ran: "x ref" > 1 means faster than the reference.
+flash, FlexAttention, eager; for the linear cross-entropy Liger-Kernel, Cut Cross-Entropy and
+the torch.compile'd reference), when those ran: "x ref" > 1 means faster than the reference.
 """
 
 import json
@@ -12,7 +13,7 @@ import sys
 from collections import defaultdict
 
 COLUMNS = ("tflops", "gbps", "peak_memory_mib", "speedup", "memory_ratio")
-PEERS = ("sdpa_flash", "flex", "eager")
+PEERS = ("sdpa_flash", "flex", "eager", "liger", "cut-cross-entropy", "compiled-reference")
 
 
 def backend_of(bench: dict) -> str:

@@ -31,15 +31,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from igrsr.ops.causal_attention import triton_kernels as causal  # noqa: E402
 from igrsr.ops.intent_cross_attention import triton_kernels as cross  # noqa: E402
+from igrsr.ops.linear_cross_entropy import triton_kernels as linear_ce  # noqa: E402
 from igrsr.ops.triton_common import needs_fp32_dot  # noqa: E402
 
 # Largest shared memory one block may use (opt-in), in bytes.
 SHARED_MEMORY = {80: 166912, 90: 232448}
 TRITON_TYPES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
 BYTE_POINTERS = {"INTENT_MASK", "KEY_REAL"}
-FP32_POINTERS = {"LSE", "DELTA", "GRAD_K_PARTIAL", "GRAD_V_PARTIAL"}
+FP32_POINTERS = {
+    "LSE", "DELTA", "GRAD_K_PARTIAL", "GRAD_V_PARTIAL", "PARTIAL_MAX", "PARTIAL_SUM", "ROW_GRADS", "GRAD_H_PARTIAL"
+}
+INT64_POINTERS = {"TARGETS"}
 # Kernels whose launch configs were chosen not to spill registers (the cross-attention
-# backward spilled up to 6.5 KB per thread before); a spill there is a regression.
+# backward spilled up to 6.5 KB per thread before); a spill there is a regression.  The linear
+# cross-entropy kernels spill at d = 128 only (up to 4.8 KB on sm_80 in float32; none at d <= 64).
 SPILL_FREE = {"_cross_attention_fwd_kernel", "_cross_attention_bwd_kernel"}
 
 
@@ -55,6 +60,8 @@ def signature(kernel, dtype, constexprs):
             types[name] = "*u8"
         elif name in FP32_POINTERS:
             types[name] = "*fp32"
+        elif name in INT64_POINTERS:
+            types[name] = "*i64"
         elif name.isupper():
             types[name] = "*" + TRITON_TYPES[dtype]
         elif name.endswith("scale"):
@@ -77,8 +84,15 @@ def launches(dtype, head_dim):
                                (cross._cross_attention_bwd_kernel, cross._config("backward", head_dim, dtype)))
     ]
     forward, backward = causal._forward_config(head_dim, dtype), causal._backward_config(head_dim, dtype)
+    # The linear cross-entropy kernels with hidden size = head_dim, at Triton's default stages.
+    linear_ce_constexprs = linear_ce.constexprs(torch.empty(1, head_dim, dtype=dtype, device="meta"))
+    linear_ce_launches = [
+        (kernel, linear_ce_constexprs, linear_ce.launch_config(dtype).num_warps, 3)
+        for kernel in (linear_ce._lse_kernel, linear_ce._grad_hidden_kernel, linear_ce._grad_weight_kernel)
+    ]
     return [
         *cross_launches,
+        *linear_ce_launches,
         (
             causal._causal_attention_fwd_kernel,
             dict(HAS_PADDING=True, HEAD_DIM=head_dim, BLOCK_M=forward.block_m, BLOCK_N=forward.block_n,

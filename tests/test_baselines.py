@@ -12,8 +12,8 @@ from igrsr.data import PrefixExamples, SequenceExamples, collate_trimmed, leave_
 from igrsr.models import BERT4Rec, LightRec, Popularity, ReaRecERL, ReaRecPRL, SSEPT
 from igrsr.models.igrsr import FreeIntents
 from igrsr.models.lightrec import kmeans
-from igrsr.models.rearec import mean_pairwise_kl
 from igrsr.models.registry import BACKBONE, MODELS, build_model, model_config
+from igrsr.nn.catalog_loss import catalog_pairwise_kl
 from igrsr.train import TrainConfig, Trainer
 
 SMALL = dict(max_len=20, d_model=32, num_layers=1, num_heads=2, dropout=0.1)
@@ -177,9 +177,10 @@ def test_rearec_states_start_from_the_sequence_and_the_noisy_view_differs():
 
 
 def test_pairwise_kl_is_zero_for_equal_distributions_and_positive_otherwise():
-    same = torch.log_softmax(torch.randn(3, 1, 10), dim=-1).expand(-1, 4, -1)
-    assert mean_pairwise_kl(same).abs() < 1e-6
-    assert mean_pairwise_kl(torch.log_softmax(torch.randn(3, 4, 10), dim=-1)) > 0
+    items = torch.randn(10, 8)
+    same = torch.randn(3, 1, 8).expand(-1, 4, -1)
+    assert catalog_pairwise_kl(same, items).abs() < 1e-6
+    assert catalog_pairwise_kl(torch.randn(3, 4, 8), items) > 0
 
 
 def lightrec(**options) -> LightRec:

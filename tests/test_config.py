@@ -66,7 +66,7 @@ def test_every_option_is_declared_once_with_one_type():
         ("sasrec", "num_heads", 3, "num_heads must divide d_model=64"),
         ("bert4rec", "mask_ratio", 1.0, "mask_ratio must be in (0, 1)"),
         ("sasrec", "dropout", float("nan"), "dropout must be a finite number"),
-        ("sasrec", "loss", "hinge", "loss must be one of ce, bce"),
+        ("sasrec", "loss", "hinge", "loss must be one of ce, sampled-softmax, gbce, bce"),
         ("sasrec", "backend", "cuda-please", "backend must be 'auto' or one of"),
         ("lightrec", "codebook_size", 1.5, "codebook_size must be an integer"),
     ],
@@ -123,7 +123,7 @@ def test_a_config_file_sets_options_and_the_command_line_overrides_it(tmp_path):
     [
         ("lrr: 1\n", "unknown option 'lrr'"),
         ("epochs: many\n", "epochs: invalid int 'many'"),
-        ("loss: hinge\n", "loss: expected one of ce, bce"),
+        ("loss: hinge\n", "loss: expected one of ce, sampled-softmax, gbce, bce"),
         ("every_window: 3\n", "every_window: expected true or false"),
         ("model_options:\n  gru4rec: {dropout: 0.1}\n", "unknown model 'gru4rec'"),
         ("model_options:\n  sasrec: {mask_ratio: 0.1}\n", "sasrec has no option 'mask_ratio'"),

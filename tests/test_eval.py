@@ -8,7 +8,15 @@ import pytest
 import torch
 from conftest import requires_cuda
 
-from igrsr.eval import evaluate, metrics_from_ranks, parse_metric, per_user_metric, ranks_from_scores, target_ranks
+from igrsr.eval import (
+    MaterializedScores,
+    evaluate,
+    metrics_from_ranks,
+    parse_metric,
+    per_user_metric,
+    ranks_from_scores,
+    target_ranks,
+)
 
 # --- metrics ---------------------------------------------------------------------------------
 
@@ -164,18 +172,26 @@ def test_evaluate_excludes_the_full_history_and_passes_the_last_max_len_items():
     assert evaluate(scorer, histories, targets, NUM_ITEMS, MAX_LEN, exclude_history=False)["MRR@5"] == 0.5
 
 
-def test_default_batch_size_bounds_the_score_matrix(monkeypatch):
+def test_default_batches_and_chunks_bound_the_scores_held(monkeypatch):
     full_ranking = importlib.import_module("igrsr.eval.full_ranking")
-    monkeypatch.setattr(full_ranking, "SCORE_BYTES_PER_BATCH", 3 * (NUM_ITEMS + 1) * 4)
+    streaming = importlib.import_module("igrsr.eval.streaming")
+    monkeypatch.setattr(full_ranking, "MIN_BATCH_USERS", 3)
+    monkeypatch.setattr(full_ranking, "SCORE_BYTES_PER_CHUNK", 2 * (NUM_ITEMS + 1) * 4)  # 2 users: below the minimum
+    monkeypatch.setattr(streaming, "SCORE_BYTES_PER_CHUNK", 3 * 10 * 4)  # 10 items of 3 users
+    monkeypatch.setattr(streaming, "MIN_PRODUCT_WIDTH", 1)
     histories, targets = random_users(num_users=10)
-    batch_sizes = []
+    table = torch.rand(len(targets), NUM_ITEMS + 1, generator=torch.Generator().manual_seed(3))
+    widths = []
 
-    def scorer(history, users):
-        batch_sizes.append(len(users))
-        return torch.rand(len(users), NUM_ITEMS + 1)
+    class Recorded(MaterializedScores):
+        def chunk(self, start, stop):
+            widths.append((self.num_rows, stop - start))
+            return super().chunk(start, stop)
 
-    evaluate(scorer, histories, targets, NUM_ITEMS, MAX_LEN)
-    assert batch_sizes == [3, 3, 3, 1]
+    ranks = target_ranks(lambda history, users: Recorded(table[users]), histories, targets, NUM_ITEMS, MAX_LEN)
+    assert [rows for rows, _ in widths] == [3] * 4 * 3 + [1] * 2  # 3 batches of 3 users in 4 chunks, then 1 in 2
+    assert all(rows * width * 4 <= 3 * 10 * 4 for rows, width in widths)
+    assert torch.equal(ranks, target_ranks(table_scorer(table), histories, targets, NUM_ITEMS, MAX_LEN))
 
 
 def test_evaluate_runs_without_gradients_and_checks_the_score_shape():

@@ -7,7 +7,9 @@ evaluate RUN_DIR ...`` scores runs' best checkpoints, an interrupted run's inclu
 ``--versus RUN_DIR`` compares each with another run user by user.  ``igrsr report STUDY ...
 --out DIR`` makes one report of several studies; ``igrsr report --results MANIFEST`` the
 results page.  ``igrsr export RUN_DIR --out DIR`` writes a run's model as a self-contained
-top-K scorer (torch.export, ONNX) with the data's id maps.  ``igrsr migrate PATH`` rewrites files of an older igrsr.
+top-K scorer (torch.export, ONNX) with the data's id maps; ``igrsr recommend RUN_DIR --data
+PATH --k K --out FILE`` every user's top-K items as CSV or Parquet.  ``igrsr migrate PATH``
+rewrites files of an older igrsr.
 
 Every model option and training setting is generated from its dataclass (:mod:`.options`);
 a bad value, file or option ends the command with one line naming it and exit status 2
@@ -21,7 +23,16 @@ from typing import List, Optional
 from ..config import ConfigError
 from ..ops import BackendUnavailableError
 from .export import add_export_command
-from .options import MODEL_OPTIONS_KEY, CommandError, config_file_path, file_defaults, flag, model_fields, read_config_file
+from .options import (
+    MODEL_OPTIONS_KEY,
+    CommandError,
+    config_file_path,
+    file_defaults,
+    flag,
+    model_fields,
+    read_config_file,
+)
+from .recommend import add_recommend_command
 from .study import add_study_commands
 from .train import add_train_command
 
@@ -44,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_command(commands)
     add_study_commands(commands)
     add_export_command(commands)
+    add_recommend_command(commands)
     migrate = commands.add_parser("migrate", help="rewrite run directories and study files of an older igrsr")
     migrate.add_argument("paths", nargs="+", help="study.json files, or folders searched for studies and runs")
     migrate.set_defaults(handler=command_migrate)

@@ -32,6 +32,11 @@ class Split:
     def num_users(self) -> int:
         return len(self.train)
 
+    def item_counts(self) -> np.ndarray:
+        """How often each item id occurs in the training sequences, ``(num_items + 1,)`` (0: padding)."""
+        items = np.concatenate(self.train) if self.train else np.zeros(0, dtype=np.int64)
+        return np.bincount(items, minlength=self.num_items + 1).astype(np.int64)
+
 
 def leave_one_out(data: InteractionData, min_length: int = 3) -> Split:
     """Split every user with at least ``min_length`` items; shorter users are skipped.

@@ -14,12 +14,12 @@ from torch import nn
 from ..data.split import Split
 from ..distributed import gather_rows, rank, user_range, world_size
 from .full_ranking import model_ranks
+from .scores import ItemScores
 
 
 class BlockScorer(nn.Module):
     """A model seen by :func:`model_ranks` over a block of users: the block's local user index
-    becomes the global user id, and scores are computed under ``autocast_dtype`` (if given) and
-    handed back in float32, so ranks are always counted in float32."""
+    becomes the global user id, and scores are computed under ``autocast_dtype`` (if given)."""
 
     def __init__(self, model: nn.Module, first_user: int, autocast_dtype: Optional[torch.dtype]):
         super().__init__()
@@ -29,10 +29,31 @@ class BlockScorer(nn.Module):
         self.autocast_dtype = autocast_dtype
         self.train(model.training)
 
-    def score(self, history: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(history.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
-            scores = self.model.score(history, users + self.first_user)
-        return scores.float()
+    def item_scores(self, history: torch.Tensor, users: torch.Tensor) -> ItemScores:
+        with autocast(history.device, self.autocast_dtype):
+            scores = self.model.item_scores(history, users + self.first_user)
+        return scores if self.autocast_dtype is None else AutocastScores(scores, self.autocast_dtype)
+
+
+def autocast(device: torch.device, dtype: Optional[torch.dtype]):
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+
+class AutocastScores(ItemScores):
+    """``scores`` computed chunk by chunk under autocast in ``dtype``, handed on in float32, so
+    the ranks are always counted in float32."""
+
+    def __init__(self, scores: ItemScores, dtype: torch.dtype):
+        self.scores, self.dtype = scores, dtype
+        self.num_rows, self.num_items, self.device = scores.num_rows, scores.num_items, scores.device
+
+    def chunk(self, start: int, stop: int) -> torch.Tensor:
+        with autocast(self.device, self.dtype):
+            return self.scores.chunk(start, stop).float()
+
+    def of(self, items: torch.Tensor) -> torch.Tensor:
+        with autocast(self.device, self.dtype):
+            return self.scores.of(items).float()
 
 
 def user_block(split: Split, start: int, stop: int) -> Split:

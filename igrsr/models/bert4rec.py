@@ -8,7 +8,7 @@ Recipe followed:
 * Cloze training: each item of the training sequence (history plus its final target) is
   replaced by the ``[mask]`` token (id ``num_items + 1``) with probability ``mask_ratio``;
   a sequence where nothing was drawn gets its last item masked, the case prediction sees.
-  The loss is the full-catalog cross-entropy at the masked positions.
+  The loss is the catalog loss (default the full-catalog cross-entropy) at the masked positions.
 * Output layer: ``GELU(W h + b)`` with a LayerNorm, scored against the (tied) item table
   plus a per-item output bias.
 * Prediction: append ``[mask]`` after the history and score at that position.  So the
@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..config import option
+from ..eval.scores import TableScores
 from .base import SequentialRecommender, TransformerConfig
 from .sasrec import SASRecEncoder
 
@@ -60,10 +60,14 @@ class BERT4Rec(SequentialRecommender):
         embedded = self.encoder.embedding(tokens)
         return self.encoder.transform(embedded, tokens > 0, num_prefix=tokens.shape[1])
 
+    @property
+    def item_embeddings(self) -> torch.Tensor:
+        """The output table: padding and the real items, never ``[mask]``."""
+        return self.encoder.embedding.items.weight[: self.num_items + 1]
+
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Scores ``(..., num_items + 1)`` over padding and the real items (never ``[mask]``)."""
-        items = self.encoder.embedding.items.weight[: self.num_items + 1]
-        return self.head(hidden) @ items.T + self.output_bias
+        return self.head(hidden) @ self.item_embeddings.T + self.output_bias
 
     def training_loss(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         # The examples hold history = seq[:-1] and targets = seq[1:], left-padded alike, so the
@@ -71,8 +75,8 @@ class BERT4Rec(SequentialRecommender):
         sequence = torch.cat([batch["history"], batch["targets"][:, -1:]], dim=1)
         masked = self.cloze_positions(sequence)
         tokens = sequence.masked_fill(masked, self.mask_token)
-        logits = self.logits(self.encode(tokens)[masked])
-        loss = F.cross_entropy(logits[:, 1:], sequence[masked] - 1)
+        hidden = self.head(self.encode(tokens)[masked])
+        loss = self.catalog_loss(hidden, self.item_embeddings, sequence[masked], bias=self.output_bias)
         return loss, {"loss": loss.detach()}
 
     def cloze_positions(self, sequence: torch.Tensor) -> torch.Tensor:
@@ -83,7 +87,8 @@ class BERT4Rec(SequentialRecommender):
         masked[:, -1] |= nothing_masked
         return masked
 
-    def score(self, history: torch.Tensor, users: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def item_scores(self, history: torch.Tensor, users: Optional[torch.Tensor] = None) -> TableScores:
+        """The head's output against the item table plus the output bias, as :meth:`logits`."""
         mask_slot = torch.full_like(history[:, :1], self.mask_token)
         hidden = self.encode(torch.cat([history, mask_slot], dim=1))[:, -1]
-        return self.mask_padding_column(self.logits(hidden))
+        return TableScores(self.head(hidden), self.item_embeddings, self.output_bias)

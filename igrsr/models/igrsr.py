@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import Config, option
+from ..eval.scores import TableScores
 from ..nn import MAX_INTENTS, CausalTransformerLayer, DeliberativeReasonerLayer, InfoNCELoss, use_backend
 from .base import SequentialRecommender, check_backend_option, check_heads
 from .sasrec import SASRec, SASRecConfig, SASRecEncoder
@@ -165,7 +166,8 @@ class DeliberativeReasoner(nn.Module):
         self.embedding = copy.deepcopy(backbone.encoder.embedding)
         self.embedding.dropout.p = dropout
         layer_type = DeliberativeReasonerLayer if fusion == "cross_attention" else CausalTransformerLayer
-        self.layers = nn.ModuleList(layer_type(d_model, num_heads, dropout, backend=backend) for _ in range(num_layers))
+        layers = nn.ModuleList(layer_type(d_model, num_heads, dropout) for _ in range(num_layers))
+        self.layers = use_backend(layers, backend)
         self.final_norm = copy.deepcopy(backbone.encoder.final_norm)
         self._warm_start_decisions(backbone)
 
@@ -241,20 +243,19 @@ class IGRSR(SequentialRecommender):
         self.reasoner = DeliberativeReasoner(
             backbone, config.num_layers, config.num_heads, config.dropout, config.backend, config.fusion
         )
-        self.consistency = InfoNCELoss(config.temperature, backend=config.backend)
+        self.consistency = use_backend(InfoNCELoss(config.temperature), config.backend)
+        # The catalog loss (and the item counts it samples from) is its SASRec's.
+        self.catalog_loss = use_backend(copy.deepcopy(backbone.catalog_loss), config.backend)
 
     def intents(self, history: torch.Tensor) -> torch.Tensor:
         """Projected intents ``T_D`` (B, m, d), distilled from the visible history only."""
         return self.projection(self.distiller(history))
 
-    def logits(self, user_vectors: torch.Tensor) -> torch.Tensor:
-        return self.mask_padding_column(user_vectors @ self.reasoner.item_embeddings.T)
-
     def training_loss(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         history, target = batch["history"], batch["target"]
         intents = self.intents(history)
         if self.cl_weight == 0:
-            ce = self.catalog_cross_entropy(self.reasoner(history, intents), self.reasoner.item_embeddings, target)
+            ce = self.catalog_loss(self.reasoner(history, intents), self.reasoner.item_embeddings, target)
             return ce, {"loss": ce.detach(), "ce": ce.detach()}
         # One reasoner pass over three copies of the batch: all intents visible (for the
         # recommendation loss) and two views with randomly masked intents (for ICR).
@@ -263,10 +264,10 @@ class IGRSR(SequentialRecommender):
         all_visible = torch.ones_like(views[0])
         user_vectors = self.reasoner(history.repeat(3, 1), intents.repeat(3, 1, 1), torch.cat([all_visible, *views]))
         full, first_view, second_view = user_vectors.split(batch_size)
-        ce = self.catalog_cross_entropy(full, self.reasoner.item_embeddings, target)
+        ce = self.catalog_loss(full, self.reasoner.item_embeddings, target)
         consistency = self.consistency(first_view, second_view, group_ids=batch["user"])
         loss = ce + self.cl_weight * consistency
         return loss, {"loss": loss.detach(), "ce": ce.detach(), "infonce": consistency.detach()}
 
-    def score(self, history: torch.Tensor, users: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return self.logits(self.reasoner(history, self.intents(history)))
+    def item_scores(self, history: torch.Tensor, users: Optional[torch.Tensor] = None) -> TableScores:
+        return TableScores(self.reasoner(history, self.intents(history)), self.reasoner.item_embeddings)

@@ -15,8 +15,8 @@ Trained as the authors train it: a stage 2 over a trained model. The keys are th
 SASRec's item table, frozen (the authors' ``item_embeddings``, ``trainable=False``); the
 encoder starts as that SASRec's and keeps learning (their user embeddings start from the
 pre-trained ones and keep learning); the codebooks start at random. Where this package
-differs: the loss is the full-catalog cross-entropy every model here trains with (the
-authors: BPR over sampled negatives, and a distillation term weighted 1e-9), the bilinear
+differs: the loss is its SASRec's catalog loss, by default the full-catalog cross-entropy every
+model here trains with (the authors: BPR over sampled negatives, and a distillation term weighted 1e-9), the bilinear
 maps start at the identity (theirs at random), and the defaults above. Codebooks start from
 scratch, so LightRec trains with the common settings, not IGR-SR's shorter stage 2.
 (Revision 2 learned the keys with everything else from scratch; most items' codes collided:
@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import Config, option
+from ..eval.scores import TableScores
 from .base import SequentialRecommender
 from .sasrec import SASRec
 
@@ -220,7 +221,8 @@ class LightRec(SASRec):
         # encoder) is skipped.
         SequentialRecommender.__init__(self, backbone.num_items, config, options, max_len=backbone.max_len)
         config = self.config
-        self.loss_kind = backbone.loss_kind
+        # The catalog loss (and the item counts it samples from) is the backbone's.
+        self.catalog_loss = copy.deepcopy(backbone.catalog_loss)
         self.encoder = copy.deepcopy(backbone.encoder).requires_grad_(True)
         keys = backbone.item_embeddings[1:]  # copied and detached by the table
         # SASRec reads its item table only through `encoder.embedding.items` (lookups and
@@ -234,9 +236,10 @@ class LightRec(SASRec):
         with self.encoder.embedding.items.composed_once():
             return super().training_loss(batch)
 
-    def score(self, history: torch.Tensor, users: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def item_scores(self, history: torch.Tensor, users: Optional[torch.Tensor] = None) -> TableScores:
+        # The scores keep the table composed here, for every chunk they are asked for.
         with self.encoder.embedding.items.composed_once():
-            return super().score(history, users)
+            return super().item_scores(history, users)
 
     def facts(self) -> Dict[str, Any]:
         """How many items the codes tell apart (items with equal codes share their embedding),

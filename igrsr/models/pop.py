@@ -6,6 +6,7 @@ from typing import Dict, Optional, Tuple
 import torch
 
 from ..config import Config, option
+from ..eval.scores import MaterializedScores
 from .base import SequentialRecommender
 
 
@@ -39,5 +40,6 @@ class Popularity(SequentialRecommender):
         # Nothing to optimize: a zero the trainer can call backward() on.
         return self.counts.new_zeros((), requires_grad=True), {"loss": self.counts.new_zeros(())}
 
-    def score(self, history: torch.Tensor, users: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return self.mask_padding_column(self.counts.expand(len(history), -1))
+    def item_scores(self, history: torch.Tensor, users: Optional[torch.Tensor] = None) -> MaterializedScores:
+        # Every row is the counts: a view, so no (B, num_items + 1) matrix is made.
+        return MaterializedScores(self.counts.expand(history.shape[0], -1))

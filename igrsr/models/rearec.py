@@ -26,11 +26,12 @@ from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..config import option
-from ..nn import Dropout, InfoNCELoss
+from ..eval.scores import TableScores
+from ..nn import Dropout, InfoNCELoss, use_backend
+from ..nn.catalog_loss import catalog_pairwise_kl
 from .base import SequentialRecommender, TransformerConfig
 from .sasrec import SASRecEncoder
 
@@ -118,15 +119,15 @@ class ReaRec(SequentialRecommender):
             states.append(self.encoder.transform(tokens, real)[:, -1])
         return torch.stack(states, dim=1).view(views, batch, self.reasoning_steps + 1, -1)
 
-    def catalog_logits(self, states: torch.Tensor) -> torch.Tensor:
-        """Tempered logits ``(..., N)`` over items ``1..N`` (no padding column)."""
-        return states @ self.item_embeddings[1:].T / self.temperature
+    def tempered(self, states: torch.Tensor) -> torch.Tensor:
+        """States divided by ``τ``: their products with the item table are the tempered logits."""
+        return states / self.temperature
 
     def user_vector(self, history: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def score(self, history: torch.Tensor, users: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return self.mask_padding_column(self.user_vector(history) @ self.item_embeddings.T)
+    def item_scores(self, history: torch.Tensor, users: Optional[torch.Tensor] = None) -> TableScores:
+        return TableScores(self.user_vector(history), self.item_embeddings)
 
 
 def normal_init(module: nn.Module, std: float = 0.02) -> None:
@@ -158,29 +159,19 @@ class ReaRecERL(ReaRec):
 
     def training_loss(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         states = self.reasoning_states(batch["history"])[0]
-        log_probs = F.log_softmax(self.catalog_logits(states), dim=-1)  # (B, K+1, N)
-        targets = (batch["target"] - 1)[:, None].expand(-1, states.shape[1])
-        ce = F.nll_loss(log_probs.transpose(1, 2), targets, reduction="none").mean(dim=0).sum()
-        diversity = mean_pairwise_kl(log_probs)
+        steps = states.shape[1]
+        # The sum over states of each state's mean loss: K + 1 times the mean over (row, state).
+        targets = batch["target"].repeat_interleave(steps)
+        ce = steps * self.catalog_loss(self.tempered(states).flatten(0, 1), self.item_embeddings, targets)
+        if self.kl_weight == 0:
+            return ce, {"loss": ce.detach(), "ce": ce.detach()}
+        # Over the whole catalog's distributions whatever the catalog loss, streamed over items.
+        diversity = catalog_pairwise_kl(self.tempered(states), self.item_embeddings[1:])
         loss = ce - self.kl_weight * diversity
         return loss, {"loss": loss.detach(), "ce": ce.detach(), "kl": diversity.detach()}
 
     def user_vector(self, history: torch.Tensor) -> torch.Tensor:
         return self.reasoning_states(history)[0].mean(dim=1)
-
-
-def mean_pairwise_kl(log_probs: torch.Tensor) -> torch.Tensor:
-    """Mean over rows and ordered pairs ``j != i`` of ``KL(p_j || sg(p_i))``; input ``(B, S, N)``.
-
-    ``KL(p_j || q_i) = Σ p_j log p_j − Σ p_j log q_i``: two batched products, never ``B·S·S·N``.
-    """
-    probs = log_probs.exp()
-    negative_entropy = (probs * log_probs).sum(dim=-1)  # (B, S)
-    cross = probs @ log_probs.detach().transpose(1, 2)  # (B, S, S): [b, j, i] = Σ p_j log q_i
-    divergence = negative_entropy[:, :, None] - cross
-    steps = log_probs.shape[1]
-    off_diagonal = ~torch.eye(steps, dtype=torch.bool, device=log_probs.device)
-    return divergence[:, off_diagonal].mean()
 
 
 class ReaRecPRL(ReaRec):
@@ -209,14 +200,14 @@ class ReaRecPRL(ReaRec):
         self.anneal_base = self.config.anneal_base
         self.reasoning_noise = self.config.reasoning_noise
         self.reasoning_cl_weight = self.config.reasoning_cl_weight
-        self.contrastive = InfoNCELoss(self.temperature, normalize=False, symmetric=False, backend=self.backend)
+        self.contrastive = use_backend(InfoNCELoss(self.temperature, normalize=False, symmetric=False), self.backend)
 
     def training_loss(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         contrast = self.reasoning_cl_weight > 0 and self.reasoning_noise > 0
         views = self.reasoning_states(batch["history"], self.reasoning_noise if contrast else 0.0)
         clean = views[0]
-        targets = batch["target"] - 1
-        ce = F.cross_entropy(self.catalog_logits(clean[:, -1]), targets)
+        targets = batch["target"]
+        ce = self.catalog_loss(self.tempered(clean[:, -1]), self.item_embeddings, targets)
         progressive = self.progressive_loss(clean[:, :-1], targets)
         loss = ce + progressive
         parts = {"ce": ce.detach(), "progressive": progressive.detach()}
@@ -230,12 +221,13 @@ class ReaRecPRL(ReaRec):
         return loss, {"loss": loss.detach(), **parts}
 
     def progressive_loss(self, early_states: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy of ``h_0..h_{K-1}`` at temperatures ``τ·base^K, ..., τ·base``."""
+        """Catalog loss (default the cross-entropy) of ``h_0..h_{K-1}`` at temperatures
+        ``τ·base^K, ..., τ·base``."""
         steps = early_states.shape[1]
         exponents = torch.arange(steps, 0, -1, device=early_states.device, dtype=early_states.dtype)
         annealing = self.anneal_base**exponents  # divides the logits beyond the base τ
-        logits = self.catalog_logits(early_states) / annealing[None, :, None]
-        return F.cross_entropy(logits.flatten(0, 1), targets.repeat_interleave(steps))
+        tempered = self.tempered(early_states) / annealing[None, :, None]
+        return self.catalog_loss(tempered.flatten(0, 1), self.item_embeddings, targets.repeat_interleave(steps))
 
     def user_vector(self, history: torch.Tensor) -> torch.Tensor:
         return self.reasoning_states(history)[0][:, -1]

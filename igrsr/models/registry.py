@@ -6,6 +6,9 @@ Adding a model is its file (the model class with its ``Config``) and one line he
 from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional, Type
 
+import numpy as np
+import torch
+
 from ..config import Config
 from .base import SequentialRecommender
 from .bert4rec import BERT4Rec
@@ -74,14 +77,27 @@ def model_config(name: str, options: Mapping[str, Any]) -> Config:
 
 
 def build_model(
-    name: str, num_items: int, num_users: int, config: Config, backbone: Optional[SASRec] = None
+    name: str,
+    num_items: int,
+    num_users: int,
+    config: Config,
+    backbone: Optional[SASRec] = None,
+    item_counts: Optional[np.ndarray] = None,
 ) -> SequentialRecommender:
-    """The untrained model ``name`` with ``config`` for a catalog of ``num_items`` items."""
+    """The untrained model ``name`` with ``config`` for a catalog of ``num_items`` items.
+
+    ``item_counts`` (``Split.item_counts()``): the training data's item counts, which
+    popularity-sampled negatives (``sampler="popularity"``) are drawn from.
+    """
     entry = model_entry(name)
     if entry.needs_backbone:
         if backbone is None:
             raise ValueError(f"model {name!r} needs a trained SASRec backbone")
-        return entry.cls(backbone, config)
-    if entry.personalized:
-        return entry.cls(num_items, num_users, config)
-    return entry.cls(num_items, config)
+        model = entry.cls(backbone, config)
+    elif entry.personalized:
+        model = entry.cls(num_items, num_users, config)
+    else:
+        model = entry.cls(num_items, config)
+    if item_counts is not None:
+        model.set_item_counts(torch.as_tensor(item_counts))
+    return model

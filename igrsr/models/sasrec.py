@@ -5,14 +5,13 @@ Also IGR-SR's stage-1 backbone, whose frozen encoder becomes the Latent Intent D
 
 import math
 from dataclasses import dataclass
-from typing import Dict, Literal, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..config import option
-from ..nn import CausalTransformerLayer, Dropout
+from ..eval.scores import TableScores
+from ..nn import CausalTransformerLayer, Dropout, use_backend
 from .base import SequentialRecommender, TransformerConfig
 
 
@@ -23,8 +22,6 @@ class SASRecConfig(TransformerConfig):
     S3-Rec/ICLRec benchmarks these data files come from (the paper: 50 and 1).  The loss is
     the full-catalog cross-entropy IGR-SR trains with (the paper: BCE with one sampled
     negative, ``loss="bce"``)."""
-
-    loss: Literal["ce", "bce"] = option("ce", "SASRec loss: full-catalog cross-entropy or BCE with one negative")
 
 
 class ItemSequenceEmbedding(nn.Module):
@@ -79,8 +76,9 @@ class SASRecEncoder(nn.Module):
     ):
         super().__init__()
         self.embedding = ItemSequenceEmbedding(num_items, max_len, d_model, dropout, d_item)
-        self.layers = nn.ModuleList(
-            CausalTransformerLayer(d_model, num_heads, dropout, backend=backend) for _ in range(num_layers)
+        # ``backend`` is the model's: each layer's op runs it where that op has it (use_backend).
+        self.layers = use_backend(
+            nn.ModuleList(CausalTransformerLayer(d_model, num_heads, dropout) for _ in range(num_layers)), backend
         )
         self.final_norm = nn.LayerNorm(d_model)
 
@@ -110,7 +108,8 @@ class SASRecEncoder(nn.Module):
 
 
 class SASRec(SequentialRecommender):
-    """SASRec with a full-catalog cross-entropy (default) or BCE with one sampled negative.
+    """SASRec trained with its catalog loss (default the full-catalog cross-entropy; ``loss="bce"``
+    the paper's BCE with one sampled negative).
 
     ``SASRec(num_items, config)`` or ``SASRec(num_items, dropout=0.2, ...)``: the options are
     :class:`SASRecConfig`'s fields.
@@ -121,7 +120,6 @@ class SASRec(SequentialRecommender):
 
     def __init__(self, num_items: int, config: Optional[SASRecConfig] = None, **options):
         super().__init__(num_items, config, options)
-        self.loss_kind = self.config.loss
         self.encoder = SASRecEncoder.from_config(num_items, self.config)
 
     @property
@@ -132,24 +130,11 @@ class SASRec(SequentialRecommender):
         hidden = self.encoder(batch["history"])
         targets = batch["targets"]
         real = targets > 0
-        hidden, targets = hidden[real], targets[real]
-        if self.loss_kind == "ce":
-            loss = self.catalog_cross_entropy(hidden, self.item_embeddings, targets)
-        else:
-            loss = self._sampled_bce(hidden, targets)
+        loss = self.catalog_loss(hidden[real], self.item_embeddings, targets[real])
         return loss, {"loss": loss.detach()}
-
-    def _sampled_bce(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """BCE against one uniformly sampled negative per position (the original SASRec loss)."""
-        negatives = torch.randint(1, self.num_items + 1, targets.shape, device=targets.device)
-        positive = (hidden * self.item_embeddings[targets]).sum(-1)
-        negative = (hidden * self.item_embeddings[negatives]).sum(-1)
-        return F.binary_cross_entropy_with_logits(
-            torch.cat([positive, negative]), torch.cat([torch.ones_like(positive), torch.zeros_like(negative)])
-        )
 
     def user_vector(self, history: torch.Tensor) -> torch.Tensor:
         return self.encoder(history)[:, -1]
 
-    def score(self, history: torch.Tensor, users: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return self.mask_padding_column(self.user_vector(history) @ self.item_embeddings.T)
+    def item_scores(self, history: torch.Tensor, users: Optional[torch.Tensor] = None) -> TableScores:
+        return TableScores(self.user_vector(history), self.item_embeddings)

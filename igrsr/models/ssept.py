@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ..config import option
+from ..eval.scores import TableScores
 from .base import SequentialRecommender, TransformerConfig, check_heads
 from .sasrec import SASRecEncoder
 
@@ -90,11 +91,10 @@ class SSEPT(SequentialRecommender):
         targets = batch["targets"]
         real = targets > 0
         hidden = self.hidden_states(history, users)[real]
-        loss = self.catalog_cross_entropy(hidden, self.item_embeddings, targets[real])
+        loss = self.catalog_loss(hidden, self.item_embeddings, targets[real])
         return loss, {"loss": loss.detach()}
 
-    def score(self, history: torch.Tensor, users: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def item_scores(self, history: torch.Tensor, users: Optional[torch.Tensor] = None) -> TableScores:
         if users is None:
-            raise ValueError("SSE-PT is personalized: score() needs the users' indices")
-        hidden = self.hidden_states(history, users)[:, -1]
-        return self.mask_padding_column(hidden @ self.item_embeddings.T)
+            raise ValueError("SSE-PT is personalized: scoring needs the users' indices")
+        return TableScores(self.hidden_states(history, users)[:, -1], self.item_embeddings)

@@ -1,16 +1,19 @@
 """Loss modules over :mod:`igrsr.ops`."""
 
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 from torch import nn
 
 from ..distributed import gather_rows, is_distributed
-from ..ops import backend_for, info_nce
+from ..ops import check_op_backend, info_nce, nt_xent
 
 
 class InfoNCELoss(nn.Module):
     """InfoNCE between two views; see :func:`igrsr.ops.info_nce` for the arguments.
+
+    ``temperature`` may be an ``nn.Parameter`` (a learnable temperature, then a parameter of
+    this module) or another one-element tensor.
 
     In multi-process training (and a reduction other than ``"none"``) the views of every rank
     are gathered, gradients included, so each row's negatives are the whole global batch and
@@ -22,7 +25,7 @@ class InfoNCELoss(nn.Module):
 
     def __init__(
         self,
-        temperature: float = 0.1,
+        temperature: Union[float, torch.Tensor] = 0.1,
         normalize: bool = True,
         symmetric: bool = True,
         reduction: str = "mean",
@@ -33,7 +36,7 @@ class InfoNCELoss(nn.Module):
         self.normalize = normalize
         self.symmetric = symmetric
         self.reduction = reduction
-        self.backend = backend_for(self.OP, backend)
+        self.backend = check_op_backend(self.OP, backend)
 
     def forward(
         self,
@@ -56,4 +59,12 @@ class InfoNCELoss(nn.Module):
             row_mask=row_mask,
             reduction=self.reduction,
             backend=self.backend,
+        )
+
+    def nt_xent(self, z_i: torch.Tensor, z_j: torch.Tensor) -> torch.Tensor:
+        """DuoRec's / CL4SRec's NT-Xent of ``z_i, z_j`` (B, d) with this loss's temperature,
+        normalisation, reduction and backend: :func:`igrsr.ops.info_nce.nt_xent` (2B anchors,
+        2B − 2 negatives each; ``symmetric`` does not apply)."""
+        return nt_xent(
+            z_i, z_j, self.temperature, normalize=self.normalize, reduction=self.reduction, backend=self.backend
         )

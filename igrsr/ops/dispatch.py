@@ -26,7 +26,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-BACKEND_NAMES = ("reference", "triton", "cuda", "cpu")
+BACKEND_NAMES = ("reference", "triton", "cuda", "cpu", "chunked")
 GLOBAL_ENV = "IGRSR_BACKEND"
 
 
@@ -104,6 +104,15 @@ class OpDispatcher:
             return global_choice
         return "auto"
 
+    def check_name(self, backend: str) -> str:
+        """``backend`` if this op has it or it is ``"auto"``, else the op's ValueError; layers run
+        it when they are built, so a name their op lacks fails there and not at the first call."""
+        if not isinstance(backend, str):
+            raise TypeError(f"backend must be a string, got {type(backend).__name__}")
+        if backend != "auto" and backend not in self._backends:
+            raise ValueError(f"{self.op_name}: unknown backend {backend!r}; this op has {self.backends()} or 'auto'")
+        return backend
+
     def select(self, backend: str, device: torch.device, inputs: Sequence = ()) -> Backend:
         """The backend for a call on ``device`` with implementation arguments ``inputs``."""
         name = self.requested(backend)
@@ -112,16 +121,10 @@ class OpDispatcher:
                 if candidate.auto_eligible(device, inputs):
                     return candidate
             raise BackendUnavailableError(f"{self.op_name}: no backend can run these inputs on {device}")
-        if name not in self._backends:
-            raise ValueError(
-                f"{self.op_name}: unknown backend {name!r}; this op has {self.backends()} or 'auto'"
-            )
-        chosen = self._backends[name]
+        chosen = self._backends[self.check_name(name)]
         reason = chosen.why_unavailable(device)
         if reason is not None:
-            raise BackendUnavailableError(
-                f"{self.op_name}: backend {name!r} cannot run on {device}: {reason}"
-            )
+            raise BackendUnavailableError(f"{self.op_name}: backend {name!r} cannot run on {device}: {reason}")
         return chosen
 
     def available(self, device: torch.device) -> List[str]:

@@ -51,6 +51,11 @@ def save_numpy(array: np.ndarray, path) -> None:
     _atomic_write(path, lambda handle: np.save(handle, array))
 
 
+def save_stream(path, write: Callable[[Any], None]) -> None:
+    """Write a file of any size piece by piece through ``write(binary_file)``, atomically."""
+    _atomic_write(path, write)
+
+
 def save_json(obj: Any, path) -> None:
     text = json.dumps(obj, indent=2, sort_keys=True, default=str).encode("utf-8")
     _atomic_write(path, lambda handle: handle.write(text))

@@ -158,7 +158,9 @@ def train_model(
     if is_main_process():  # every rank trains; one writes the run's files
         save_json(description, run_dir / "run.json")
     set_seed(spec.train.seed)  # the weights' initialization is part of what the seed fixes
-    model = build_model(spec.model, split.num_items, len(split.train), spec.config, backbone=backbone)
+    model = build_model(
+        spec.model, split.num_items, len(split.train), spec.config, backbone=backbone, item_counts=split.item_counts()
+    )
     started = time.perf_counter()
     summary = Trainer(model, split, spec.train, run_dir, title=spec.model).fit(resume=resume)
     result = {

@@ -8,13 +8,16 @@ what torch needs from Python — fake implementations for ``torch.compile`` and 
 formula — and registers the dispatcher backends ``"cuda"`` and ``"cpu"``.
 """
 
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 
 from .. import extension
 from . import dispatcher
 from .reference import reduce_row_losses
+
+# csrc/info_nce/core_math.h kMaxDim: the widest rows the kernels keep in registers / shared memory.
+KERNEL_MAX_DIM = 512
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -28,9 +31,7 @@ def _forward_fake(z1, z2, temperature, normalize, symmetric, group_ids, row_mask
     return loss_rows, torch.empty_like(loss_rows), z1.new_empty((batch if symmetric else 0,), dtype=dtype)
 
 
-def _backward_fake(
-    grad_loss_rows, z1, z2, lse_rows, lse_cols, temperature, normalize, symmetric, group_ids, row_mask
-):
+def _backward_fake(grad_loss_rows, z1, z2, lse_rows, lse_cols, temperature, normalize, symmetric, group_ids, row_mask):
     # The kernels return contiguous gradients whatever the inputs' strides.
     return z1.new_empty(z1.shape), z2.new_empty(z2.shape)
 
@@ -58,10 +59,26 @@ def _register_python_parts() -> None:
     torch.library.register_autograd("igrsr::info_nce_forward", _backward, setup_context=_setup_context)
 
 
+def why_kernels_cannot_take(z1: torch.Tensor, temperature: Union[float, torch.Tensor]) -> Optional[str]:
+    """None when the kernels take these inputs, else what they lack (``auto`` then moves on)."""
+    if z1.shape[1] > KERNEL_MAX_DIM:
+        return f"the kernels cover d up to {KERNEL_MAX_DIM}, and z1 has {z1.shape[1]} features"
+    if isinstance(temperature, torch.Tensor) and temperature.requires_grad:
+        return "the kernels give no gradient to a temperature tensor that requires grad"
+    return None
+
+
+def kernels_support(*inputs) -> bool:
+    """For ``auto``: whether the kernels take the implementation arguments ``inputs`` (z1, z2,
+    temperature, ...); asked with none, whether they run on the device at all."""
+    # len(), not `not inputs`: torch.compile traces no `not` of a tuple (a graph break).
+    return len(inputs) == 0 or why_kernels_cannot_take(inputs[0], inputs[2]) is None
+
+
 def info_nce_compiled(
     z1: torch.Tensor,
     z2: torch.Tensor,
-    temperature: float,
+    temperature: Union[float, torch.Tensor],
     normalize: bool,
     symmetric: bool,
     group_ids: Optional[torch.Tensor],
@@ -70,9 +87,14 @@ def info_nce_compiled(
 ) -> torch.Tensor:
     """Same contract as :func:`igrsr.ops.info_nce.reference.info_nce_reference`; torch routes the op to
     the CPU or CUDA kernel by the inputs' device."""
-    loss_rows, _, _ = torch.ops.igrsr.info_nce_forward(
-        z1, z2, temperature, normalize, symmetric, group_ids, row_mask
-    )
+    reason = why_kernels_cannot_take(z1, temperature)
+    if reason is not None:
+        raise ValueError(
+            f"info_nce: backend {z1.device.type!r} cannot run these inputs: {reason}; "
+            "backend 'reference' (or 'auto') can"
+        )
+    temperature = float(temperature)
+    loss_rows, _, _ = torch.ops.igrsr.info_nce_forward(z1, z2, temperature, normalize, symmetric, group_ids, row_mask)
     return reduce_row_losses(loss_rows, row_mask, reduction).to(z1.dtype)
 
 
@@ -94,5 +116,5 @@ def cuda_unavailable(device: torch.device) -> Optional[str]:
 
 
 extension.when_loaded(_register_python_parts)
-dispatcher.register("cuda", info_nce_compiled, cuda_unavailable, preference=10)
-dispatcher.register("cpu", info_nce_compiled, cpu_unavailable, preference=20)
+dispatcher.register("cuda", info_nce_compiled, cuda_unavailable, preference=10, supports=kernels_support)
+dispatcher.register("cpu", info_nce_compiled, cpu_unavailable, preference=20, supports=kernels_support)
