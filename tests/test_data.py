@@ -15,6 +15,7 @@ from igrsr.data import (
     DataFormatError,
     PrefixExamples,
     SequenceExamples,
+    collate_trimmed,
     inject_noise,
     leave_one_out,
     load_dataset,
@@ -648,6 +649,26 @@ def test_every_window_makes_every_item_after_the_first_a_target_once(length):
     assert [int(w["user"]) for w in windows][-1] == 2 and 1 not in [int(w["user"]) for w in windows]
     last_only = SequenceExamples(sequences, max_len=3)
     assert len(last_only) == 2 and last_only[0]["targets"].tolist() == windows[0]["targets"].tolist()
+
+
+BATCH_KINDS = {
+    "prefix": lambda sequences: PrefixExamples(sequences, 5),
+    "sequence": lambda sequences: SequenceExamples(sequences, 5),
+    "every-window": lambda sequences: SequenceExamples(sequences, 5, every_window=True),
+}
+
+
+@pytest.mark.parametrize("make", BATCH_KINDS.values(), ids=BATCH_KINDS.keys())
+def test_a_batch_built_at_once_is_the_collated_trimmed_examples(make):
+    rng = np.random.default_rng(0)
+    examples = make([rng.integers(1, 30, size=length) for length in [1, 2, 3, 6, 9, 14, 2, 7]])
+    for size in [1, 2, 5, len(examples)]:
+        indices = rng.choice(len(examples), size=size, replace=False)
+        expected = collate_trimmed([examples[i] for i in indices])
+        got = examples.batch(indices)
+        assert got.keys() == expected.keys()
+        for name in expected:
+            assert got[name].dtype == expected[name].dtype and torch.equal(got[name], expected[name]), name
 
 
 # --- synthetic data --------------------------------------------------------------------------

@@ -113,6 +113,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.command is None:
             parser.print_help()
             return EXIT_BAD_INPUT
+        args.argv = argv  # what `train --nproc` runs again in every process
         return args.handler(args)
     except USER_ERRORS as error:
         if debug:

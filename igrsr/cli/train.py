@@ -1,12 +1,14 @@
 """``igrsr train`` and ``igrsr evaluate``."""
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 from typing import Dict, List, Tuple
 
 import torch
 
 from ..data import InteractionData, Split, is_synthetic, leave_one_out
+from ..distributed import is_main_process, launched_world_size, process_group, run_processes
 from ..eval import model_ranks, parse_metric, per_user_metric, ranking_metrics
 from ..models.registry import MODELS
 from ..study import format_paired, paired_bootstrap
@@ -114,13 +116,29 @@ def format_table(results: List[Dict], columns: Dict[str, str]) -> str:
 
 
 def command_train(args: argparse.Namespace) -> int:
+    """Train the models; with ``--nproc N`` (or under ``torchrun``) in N data-parallel processes."""
+    if args.nproc is not None and args.nproc < 1:
+        raise CommandError(f"--nproc must be >= 1, got {args.nproc}")
+    world = launched_world_size()
+    if args.nproc not in (None, world):
+        if world > 1:
+            raise CommandError(f"--nproc {args.nproc} under torchrun with {world} processes: give one of them")
+        from . import main  # every process runs the command line again
+
+        return run_processes(args.nproc, main, args.argv)
+    train = train_config(args)
+    with process_group(train.device) as device:
+        return train_models(args, replace(train, device=device))
+
+
+def train_models(args: argparse.Namespace, train: TrainConfig) -> int:
     set_threads(args)
     models = parse_models(args.model)
     if args.backbone_run is not None and not any(MODELS[name].needs_backbone for name in models):
         stage2 = ", ".join(name for name, entry in MODELS.items() if entry.needs_backbone)
         raise CommandError(f"--backbone-run: no model of this command trains over a SASRec; it is for {stage2}")
     options, per_model = model_options(args, models)
-    train, stage2 = train_config(args), stage2_config(args)
+    stage2 = stage2_config(args)
     specs = [
         make_spec(name, options, train, stage2, backbone_run=args.backbone_run, model_options=per_model)
         for name in models
@@ -133,6 +151,8 @@ def command_train(args: argparse.Namespace) -> int:
         if any(problems):
             raise CommandError(next(problem for problem in problems if problem))
     results = [train_model(spec, data, split, Path(args.out), args.resume, args.fresh) for spec in specs]
+    if not is_main_process():
+        return 0
     print(f"\ntest metrics (full ranking over {split.num_items} items, {len(split.train)} users):")
     print(format_table(results, TRAIN_COLUMNS))
     for result in results:
@@ -201,6 +221,11 @@ def add_train_command(commands) -> None:
     train.add_argument("--out", default="runs", help="directory of run folders")
     train.add_argument("--resume", action="store_true", help="continue interrupted runs from last.pt")
     train.add_argument("--fresh", action="store_true", help="retrain even if a finished run exists")
+    train.add_argument(
+        "--nproc", type=int, default=None,
+        help="data-parallel training processes on this machine (CUDA: one GPU each, NCCL; else gloo on CPU); "
+        "the same as `torchrun --nproc-per-node N -m igrsr train ...`",
+    )  # fmt: skip
     train.add_argument(
         "--backbone-run", default=None,
         help="IGR-SR, LightRec: a finished SASRec run directory to use as stage 1 (default: the SASRec run "

@@ -21,11 +21,19 @@ def pad_left(sequences: Sequence[np.ndarray], max_len: int) -> torch.Tensor:
     """
     if max_len < 1:
         raise ValueError(f"max_len must be positive, got {max_len}")
-    padded = np.zeros((len(sequences), max_len), dtype=np.int64)
-    for row, sequence in enumerate(sequences):
-        tail = sequence[-max_len:]
-        padded[row, max_len - len(tail) :] = tail
-    return torch.from_numpy(padded)
+    lengths = np.array([len(sequence) for sequence in sequences], dtype=np.int64)
+    items = np.concatenate([np.asarray(s, dtype=np.int64) for s in sequences]) if len(sequences) else lengths
+    ends = np.cumsum(lengths)
+    return torch.from_numpy(left_padded_windows(items, ends, ends - lengths, max_len))
+
+
+def left_padded_windows(items: np.ndarray, ends: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
+    """``(B, width)`` int64: row ``b`` holds ``items[starts[b]:ends[b]]``'s last ``width`` entries,
+    left-padded with 0 (one gather over the packed ``items``, no per-row Python work)."""
+    positions = ends[:, None] - width + np.arange(width)[None, :]
+    real = positions >= starts[:, None]
+    gathered = items[np.where(real, positions, 0)] if len(items) else np.zeros(positions.shape, dtype=np.int64)
+    return np.where(real, gathered, 0)
 
 
 def trim_left_padding(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -98,12 +106,22 @@ class _ConcatenatedSequences(Dataset):
         )
         self._users = _user_indices(user_ids, len(train_sequences))
 
-    def _sequence(self, index: int) -> np.ndarray:
-        start = self._starts[index]
-        return self._items[start : start + self._lengths[index]]
+    def history_lengths(self) -> np.ndarray:
+        """Length of each example's (unpadded, at most ``max_len``) history."""
+        return self._history_lengths
 
-    def _user(self, index: int) -> torch.Tensor:
-        return torch.tensor(self._users[index], dtype=torch.long)
+    def batch(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+        """The examples at ``indices`` as one batch trimmed to its longest history: what
+        ``collate_trimmed([self[i] for i in indices])`` gives, built in a few array operations."""
+        indices = np.asarray(indices, dtype=np.int64)
+        return self._examples(indices, int(self._history_lengths[indices].max()))
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {name: value[0] for name, value in self._examples(np.array([index]), self.max_len).items()}
+
+    def _examples(self, indices: np.ndarray, width: int) -> dict[str, torch.Tensor]:
+        """The examples at ``indices``, histories left-padded to ``width`` columns."""
+        raise NotImplementedError
 
 
 def _user_indices(user_ids: Optional[Sequence[int]], num_sequences: int) -> np.ndarray:
@@ -111,9 +129,7 @@ def _user_indices(user_ids: Optional[Sequence[int]], num_sequences: int) -> np.n
         return np.arange(num_sequences, dtype=np.int64)
     users = np.asarray(user_ids, dtype=np.int64)
     if users.shape != (num_sequences,):
-        raise ValueError(
-            f"user_ids must have one entry per sequence ({num_sequences}), got shape {users.shape}"
-        )
+        raise ValueError(f"user_ids must have one entry per sequence ({num_sequences}), got shape {users.shape}")
     return users
 
 
@@ -134,22 +150,19 @@ class PrefixExamples(_ConcatenatedSequences):
         rank_in_sequence = np.arange(len(self._example_sequence)) - first_example[self._example_sequence]
         # The first target of a sequence is its second item.
         self._target_position = self._starts[self._example_sequence] + 1 + rank_in_sequence
+        self._history_lengths = np.minimum(self._target_position - self._starts[self._example_sequence], self.max_len)
 
     def __len__(self) -> int:
         return len(self._example_sequence)
 
-    def history_lengths(self) -> np.ndarray:
-        """Length of each example's (unpadded, at most ``max_len``) history."""
-        return np.minimum(self._target_position - self._starts[self._example_sequence], self.max_len)
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        sequence = self._example_sequence[index]
-        target_position = self._target_position[index]
-        history = self._items[self._starts[sequence] : target_position]
+    def _examples(self, indices: np.ndarray, width: int) -> dict[str, torch.Tensor]:
+        sequence = self._example_sequence[indices]
+        target_position = self._target_position[indices]
+        history_start = np.maximum(self._starts[sequence], target_position - self.max_len)
         return {
-            "history": pad_left([history], self.max_len)[0],
-            "target": torch.tensor(self._items[target_position], dtype=torch.long),
-            "user": self._user(sequence),
+            "history": torch.from_numpy(left_padded_windows(self._items, target_position, history_start, width)),
+            "target": torch.from_numpy(self._items[target_position]),
+            "user": torch.from_numpy(self._users[sequence]),
         }
 
 
@@ -171,19 +184,17 @@ class SequenceExamples(_ConcatenatedSequences):
         ends = [np.arange(length, 1, -step) for length in self._lengths]
         self._window_sequence = np.repeat(np.arange(len(ends)), [len(e) for e in ends])
         self._window_end = np.concatenate(ends).astype(np.int64) if ends else np.zeros(0, dtype=np.int64)
+        self._history_lengths = np.minimum(self._window_end - 1, self.max_len)
 
     def __len__(self) -> int:
         return len(self._window_sequence)
 
-    def history_lengths(self) -> np.ndarray:
-        """Length of each example's (unpadded, at most ``max_len``) history."""
-        return np.minimum(self._window_end - 1, self.max_len)
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        sequence = self._window_sequence[index]
-        window = self._sequence(sequence)[: self._window_end[index]][-(self.max_len + 1) :]
+    def _examples(self, indices: np.ndarray, width: int) -> dict[str, torch.Tensor]:
+        sequence = self._window_sequence[indices]
+        window_end = self._starts[sequence] + self._window_end[indices]  # one past the window's last item
+        window_start = self._starts[sequence] + np.maximum(self._window_end[indices] - self.max_len - 1, 0)
         return {
-            "history": pad_left([window[:-1]], self.max_len)[0],
-            "targets": pad_left([window[1:]], self.max_len)[0],
-            "user": self._user(sequence),
+            "history": torch.from_numpy(left_padded_windows(self._items, window_end - 1, window_start, width)),
+            "targets": torch.from_numpy(left_padded_windows(self._items, window_end, window_start + 1, width)),
+            "user": torch.from_numpy(self._users[sequence]),
         }

@@ -112,7 +112,7 @@ class SequentialRecommender(nn.Module):
         if isinstance(self.config, CatalogLossConfig):
             self.catalog_loss = CatalogLoss.from_config(num_items, self.config)
 
-    def training_loss(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, float]]:
+    def training_loss(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         """The loss to minimize on one batch, and its named parts for logging.
 
         A batch (``igrsr.data.examples``) holds ``history`` (B, L) left-padded item ids, ``user``

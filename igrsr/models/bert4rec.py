@@ -69,7 +69,7 @@ class BERT4Rec(SequentialRecommender):
         """Scores ``(..., num_items + 1)`` over padding and the real items (never ``[mask]``)."""
         return self.head(hidden) @ self.item_embeddings.T + self.output_bias
 
-    def training_loss(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, float]]:
+    def training_loss(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         # The examples hold history = seq[:-1] and targets = seq[1:], left-padded alike, so the
         # whole training sequence is the history followed by the last target.
         sequence = torch.cat([batch["history"], batch["targets"][:, -1:]], dim=1)
@@ -77,7 +77,7 @@ class BERT4Rec(SequentialRecommender):
         tokens = sequence.masked_fill(masked, self.mask_token)
         hidden = self.head(self.encode(tokens)[masked])
         loss = self.catalog_loss(hidden, self.item_embeddings, sequence[masked], bias=self.output_bias)
-        return loss, {"loss": loss.item()}
+        return loss, {"loss": loss.detach()}
 
     def cloze_positions(self, sequence: torch.Tensor) -> torch.Tensor:
         """Bool ``(B, L)``: the real items to mask, at least one per row (the last by default)."""

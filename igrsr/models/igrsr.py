@@ -258,12 +258,12 @@ class IGRSR(SequentialRecommender):
         """Projected intents ``T_D`` (B, m, d), distilled from the visible history only."""
         return self.projection(self.distiller(history))
 
-    def training_loss(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, float]]:
+    def training_loss(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         history, target = batch["history"], batch["target"]
         intents = self.intents(history)
         if self.cl_weight == 0:
             ce = self.catalog_loss(self.reasoner(history, intents), self.reasoner.item_embeddings, target)
-            return ce, {"loss": ce.item(), "ce": ce.item()}
+            return ce, {"loss": ce.detach(), "ce": ce.detach()}
         # One reasoner pass over three copies of the batch: all intents visible (for the
         # recommendation loss) and two views with randomly masked intents (for ICR).
         batch_size = len(history)
@@ -274,7 +274,7 @@ class IGRSR(SequentialRecommender):
         ce = self.catalog_loss(full, self.reasoner.item_embeddings, target)
         consistency = self.consistency(first_view, second_view, group_ids=batch["user"])
         loss = ce + self.cl_weight * consistency
-        return loss, {"loss": loss.item(), "ce": ce.item(), "infonce": consistency.item()}
+        return loss, {"loss": loss.detach(), "ce": ce.detach(), "infonce": consistency.detach()}
 
     def item_scores(self, history: torch.Tensor, users: Optional[torch.Tensor] = None) -> TableScores:
         return TableScores(self.reasoner(history, self.intents(history)), self.reasoner.item_embeddings)

@@ -233,7 +233,7 @@ class LightRec(SASRec):
             config.codebook_choice, config.codebook_start,
         )
 
-    def training_loss(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, float]]:
+    def training_loss(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         with self.encoder.embedding.items.composed_once():
             return super().training_loss(batch)
 

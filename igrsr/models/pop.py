@@ -34,11 +34,11 @@ class Popularity(SequentialRecommender):
         super().__init__(num_items, config, options)
         self.register_buffer("counts", torch.zeros(num_items + 1))
 
-    def training_loss(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, float]]:
+    def training_loss(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         target = batch["target"]
         self.counts.index_add_(0, target, torch.ones_like(target, dtype=self.counts.dtype))
         # Nothing to optimize: a zero the trainer can call backward() on.
-        return self.counts.new_zeros((), requires_grad=True), {"loss": 0.0}
+        return self.counts.new_zeros((), requires_grad=True), {"loss": self.counts.new_zeros(())}
 
     def item_scores(self, history: torch.Tensor, users: Optional[torch.Tensor] = None) -> MaterializedScores:
         # Every row is the counts: a view, so no (B, num_items + 1) matrix is made.

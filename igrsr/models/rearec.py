@@ -157,18 +157,18 @@ class ReaRecERL(ReaRec):
         super().__init__(num_items, config, **options)
         self.kl_weight = self.config.kl_weight
 
-    def training_loss(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, float]]:
+    def training_loss(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         states = self.reasoning_states(batch["history"])[0]
         steps = states.shape[1]
         # The sum over states of each state's mean loss: K + 1 times the mean over (row, state).
         targets = batch["target"].repeat_interleave(steps)
         ce = steps * self.catalog_loss(self.tempered(states).flatten(0, 1), self.item_embeddings, targets)
         if self.kl_weight == 0:
-            return ce, {"loss": ce.item(), "ce": ce.item()}
+            return ce, {"loss": ce.detach(), "ce": ce.detach()}
         # Over the whole catalog's distributions whatever the catalog loss, streamed over items.
         diversity = catalog_pairwise_kl(self.tempered(states), self.item_embeddings[1:])
         loss = ce - self.kl_weight * diversity
-        return loss, {"loss": loss.item(), "ce": ce.item(), "kl": diversity.item()}
+        return loss, {"loss": loss.detach(), "ce": ce.detach(), "kl": diversity.detach()}
 
     def user_vector(self, history: torch.Tensor) -> torch.Tensor:
         return self.reasoning_states(history)[0].mean(dim=1)
@@ -202,7 +202,7 @@ class ReaRecPRL(ReaRec):
         self.reasoning_cl_weight = self.config.reasoning_cl_weight
         self.contrastive = use_backend(InfoNCELoss(self.temperature, normalize=False, symmetric=False), self.backend)
 
-    def training_loss(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, float]]:
+    def training_loss(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         contrast = self.reasoning_cl_weight > 0 and self.reasoning_noise > 0
         views = self.reasoning_states(batch["history"], self.reasoning_noise if contrast else 0.0)
         clean = views[0]
@@ -210,15 +210,15 @@ class ReaRecPRL(ReaRec):
         ce = self.catalog_loss(self.tempered(clean[:, -1]), self.item_embeddings, targets)
         progressive = self.progressive_loss(clean[:, :-1], targets)
         loss = ce + progressive
-        parts = {"ce": ce.item(), "progressive": progressive.item()}
+        parts = {"ce": ce.detach(), "progressive": progressive.detach()}
         if contrast:
             noisy = views[1]
             consistency = torch.stack(
                 [self.contrastive(noisy[:, k], clean[:, k], group_ids=batch["user"]) for k in range(1, clean.shape[1])]
             ).mean()
             loss = loss + self.reasoning_cl_weight * consistency
-            parts["infonce"] = consistency.item()
-        return loss, {"loss": loss.item(), **parts}
+            parts["infonce"] = consistency.detach()
+        return loss, {"loss": loss.detach(), **parts}
 
     def progressive_loss(self, early_states: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Catalog loss (default the cross-entropy) of ``h_0..h_{K-1}`` at temperatures

@@ -126,12 +126,12 @@ class SASRec(SequentialRecommender):
     def item_embeddings(self) -> torch.Tensor:
         return self.encoder.embedding.items.weight
 
-    def training_loss(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, float]]:
+    def training_loss(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         hidden = self.encoder(batch["history"])
         targets = batch["targets"]
         real = targets > 0
         loss = self.catalog_loss(hidden[real], self.item_embeddings, targets[real])
-        return loss, {"loss": loss.item()}
+        return loss, {"loss": loss.detach()}
 
     def user_vector(self, history: torch.Tensor) -> torch.Tensor:
         return self.encoder(history)[:, -1]

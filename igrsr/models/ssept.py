@@ -86,13 +86,13 @@ class SSEPT(SequentialRecommender):
         history = torch.where(swap_item, torch.randint_like(history, 1, self.num_items + 1), history)
         return history, users
 
-    def training_loss(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, float]]:
+    def training_loss(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         history, users = self.shared_embedding_ids(batch["history"], batch["user"])
         targets = batch["targets"]
         real = targets > 0
         hidden = self.hidden_states(history, users)[real]
         loss = self.catalog_loss(hidden, self.item_embeddings, targets[real])
-        return loss, {"loss": loss.item()}
+        return loss, {"loss": loss.detach()}
 
     def item_scores(self, history: torch.Tensor, users: Optional[torch.Tensor] = None) -> TableScores:
         if users is None:

@@ -5,6 +5,7 @@ from typing import Optional, Union
 import torch
 from torch import nn
 
+from ..distributed import gather_rows, is_distributed
 from ..ops import check_op_backend, info_nce, nt_xent
 from ..ops.validation import MIN_TEMPERATURE  # noqa: F401  (re-exported: the smallest temperature of any logit scale)
 
@@ -14,6 +15,11 @@ class InfoNCELoss(nn.Module):
 
     ``temperature`` may be an ``nn.Parameter`` (a learnable temperature, then a parameter of
     this module) or another one-element tensor.
+
+    In multi-process training (and a reduction other than ``"none"``) the views of every rank
+    are gathered, gradients included, so each row's negatives are the whole global batch and
+    every rank computes the loss over it; ``group_ids`` must then be global (user ids).  The
+    data-parallel mean of the ranks' gradients is then that loss's gradient.
     """
 
     OP = "info_nce"
@@ -40,6 +46,10 @@ class InfoNCELoss(nn.Module):
         group_ids: Optional[torch.Tensor] = None,
         row_mask: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
+        if is_distributed() and self.reduction != "none":
+            z1, z2 = gather_rows(z1), gather_rows(z2)
+            group_ids = None if group_ids is None else gather_rows(group_ids)
+            row_mask = None if row_mask is None else gather_rows(row_mask)
         return info_nce(
             z1,
             z2,

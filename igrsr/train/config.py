@@ -1,7 +1,7 @@
 """Training settings: :class:`TrainConfig` and the stage-2 changes of a model over its SASRec."""
 
 from dataclasses import dataclass, replace
-from typing import Optional
+from typing import Literal, Optional
 
 import torch
 
@@ -39,6 +39,16 @@ class TrainConfig(Config):
         False,
         "sequence models (sasrec, bert4rec, ssept, lightrec) train on every max-len window of a long "
         "history, not only its last, so they see every training target as the prefix-trained models do",
+    )
+    # Reduced precision changes results (so it is part of the run key); compiling does not.
+    precision: Literal["fp32", "bf16", "fp16"] = option(
+        "fp32",
+        "training and evaluation scores under torch.autocast in bf16 or fp16 (fp16 with a gradient scaler); "
+        "weights, optimizer state and ranks stay fp32",
+    )
+    compile: bool = option(False, "torch.compile the training step", runtime=True)
+    log_every: int = option(
+        50, "steps between reads of the loss on the host (progress bar, non-finite check)", ge=1, runtime=True
     )
     device: str = option("auto", "auto, cpu, cuda, cuda:1, ...", runtime=True)
     eval_batch_size: Optional[int] = option(

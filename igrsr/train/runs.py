@@ -22,6 +22,7 @@ import torch
 
 from ..config import Config, digest
 from ..data import InteractionData, Split
+from ..distributed import barrier, is_main_process, world_size
 from ..eval import model_ranks
 from ..models import SequentialRecommender
 from ..models.registry import BACKBONE, build_model, model_config, model_entry
@@ -123,6 +124,7 @@ def environment() -> Dict[str, Any]:
         "python": platform.python_version(),
         "machine": platform.machine(),
         "threads": torch.get_num_threads(),
+        "processes": world_size(),
         "cuda_device": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
     }
 
@@ -140,7 +142,8 @@ def train_model(
     run_dir = spec.run_dir(out, data)
     results_path = run_dir / "results.json"
     if results_path.exists() and not fresh:
-        print(f"{spec.model}: reusing the finished run in {run_dir}")
+        if is_main_process():
+            print(f"{spec.model}: reusing the finished run in {run_dir}")
         return load_versioned(results_path)
     with hold_run_dir(run_dir):
         if fresh:
@@ -171,7 +174,8 @@ def train_in(
         "backbone_run": None if backbone_dir is None else str(backbone_dir),
         "train": spec.train.to_dict(),
     }
-    save_json(description, run_dir / "run.json")
+    if is_main_process():  # every rank trains; one writes the run's files
+        save_json(description, run_dir / "run.json")
     set_seed(spec.train.seed)  # the weights' initialization is part of what the seed fixes
     model = build_model(
         spec.model, split.num_items, len(split.train), spec.config, backbone=backbone, item_counts=split.item_counts()
@@ -185,7 +189,9 @@ def train_in(
         "environment": environment(),
         **summary,
     }
-    save_json(result, results_path)
+    if is_main_process():
+        save_json(result, results_path)
+    barrier()  # a stage 2 on every rank reads the results.json of its stage 1
     return result
 
 

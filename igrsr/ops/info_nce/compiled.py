@@ -80,7 +80,8 @@ def why_kernels_cannot_take(z1: torch.Tensor, temperature: Union[float, torch.Te
 def kernels_support(*inputs) -> bool:
     """For ``auto``: whether the kernels take the implementation arguments ``inputs`` (z1, z2,
     temperature, ...); asked with none, whether they run on the device at all."""
-    return not inputs or why_kernels_cannot_take(inputs[0], inputs[2]) is None
+    # len(), not `not inputs`: torch.compile traces no `not` of a tuple (a graph break).
+    return len(inputs) == 0 or why_kernels_cannot_take(inputs[0], inputs[2]) is None
 
 
 def info_nce_compiled(
