@@ -285,3 +285,24 @@ def test_a_non_finite_loss_stops_training_naming_the_epoch_and_steps(tmp_path):
     with pytest.raises(FloatingPointError, match="non-finite loss .* in epoch 1, steps 3-4"):
         trainer.fit()
     assert len(steps) == 4  # read once per interval of --log-every steps, not at every step
+
+
+def test_igrsr_train_nproc_2_trains_a_run_once_and_reuses_it(tmp_path):
+    """The command line end to end on two ranks: one run-directory lock for all of them (rank
+    0's), one results.json, and a second command reuses the finished run."""
+    import json
+    import subprocess
+    import sys
+
+    data = tmp_path / "tiny.txt"
+    split = small_split()
+    data.write_text("".join(f"{user + 1} {' '.join(map(str, items))}\n" for user, items in enumerate(split.train)))
+    command = [sys.executable, "-m", "igrsr", "train", "--data", str(data), "--model", "sasrec", "--epochs", "1",
+               "--d-model", "16", "--num-layers", "1", "--max-len", "8", "--out", str(tmp_path / "runs"),
+               "--nproc", "2", "--no-progress"]  # fmt: skip
+    first = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stdout + first.stderr
+    (results,) = (tmp_path / "runs").glob("*/sasrec-*/results.json")
+    assert json.loads(results.read_text())["epochs_run"] == 1
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "reusing the finished run" in again.stdout

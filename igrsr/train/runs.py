@@ -13,6 +13,7 @@ import hashlib
 import pickle
 import platform
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
@@ -30,6 +31,8 @@ from .checkpoint import SCHEMA, load_torch, load_versioned, remove_stale_temps, 
 from .config import Stage2Config, TrainConfig
 from .rundir import hold_run_dir, resume_mismatch, start_over
 from .trainer import Trainer, set_seed
+
+DEFAULT_STAGE2 = Stage2Config()  # a frozen dataclass: one shared default is safe
 
 
 def data_fingerprint(data: InteractionData) -> str:
@@ -94,7 +97,7 @@ def make_spec(
     model: str,
     options: Mapping[str, Any],
     train: TrainConfig,
-    stage2: Stage2Config = Stage2Config(),
+    stage2: Stage2Config = DEFAULT_STAGE2,
     backbone_train: Optional[TrainConfig] = None,
     backbone_run: Optional[str] = None,
     model_options: Mapping[str, Mapping[str, Any]] = {},
@@ -145,15 +148,24 @@ def train_model(
         if is_main_process():
             print(f"{spec.model}: reusing the finished run in {run_dir}")
         return load_versioned(results_path)
-    with hold_run_dir(run_dir):
-        if fresh:
-            start_over(run_dir)
-        elif results_path.exists():  # finished by the process that held the lock until now
+    # One lock per run, held by rank 0 (the process that writes) for every rank.
+    with hold_run_dir(run_dir) if is_main_process() else nullcontext():
+        if is_main_process():
+            prepare_run_dir(run_dir, spec.model, fresh)
+        barrier()  # every rank sees the run directory as rank 0 left it
+        if results_path.exists():  # finished by the process that held the lock until now
             return load_versioned(results_path)
-        removed = remove_stale_temps(run_dir)
-        if removed:
-            print(f"{spec.model}: removed {len(removed)} temporary file(s) of an interrupted write in {run_dir}")
         return train_in(run_dir, spec, data, split, backbone, backbone_dir, resume)
+
+
+def prepare_run_dir(run_dir: Path, model: str, fresh: bool) -> None:
+    """Before training in ``run_dir`` (whose lock the caller holds): ``--fresh`` removes what an
+    earlier run left, and temporaries of interrupted writes go."""
+    if fresh:
+        start_over(run_dir)
+    removed = remove_stale_temps(run_dir)
+    if removed:
+        print(f"{model}: removed {len(removed)} temporary file(s) of an interrupted write in {run_dir}")
 
 
 def train_in(
