@@ -48,9 +48,7 @@ def shape(seq_len):
 
 
 def random_inputs(*shapes, requires_grad):
-    return [
-        torch.randn(s, device=DEVICE, dtype=DTYPE).requires_grad_(requires_grad) for s in shapes
-    ]
+    return [torch.randn(s, device=DEVICE, dtype=DTYPE).requires_grad_(requires_grad) for s in shapes]
 
 
 def forward_or_training_step(function, inputs, mode):
@@ -127,9 +125,7 @@ CAUSAL_BACKENDS = [
     "triton",
     "reference",
     pytest.param("sdpa_flash", marks=pytest.mark.skipif(not ON_GPU, reason="flash SDPA needs a CUDA GPU")),
-    pytest.param(
-        "flex", marks=pytest.mark.skipif(not ON_GPU, reason="FlexAttention is benchmarked on GPU only")
-    ),
+    pytest.param("flex", marks=pytest.mark.skipif(not ON_GPU, reason="FlexAttention is benchmarked on GPU only")),
 ]
 
 

@@ -122,8 +122,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", help="write the rows here as JSON")
     parser.add_argument("--steps", type=int, default=20 if ON_GPU else 2, help="profiled steps per case")
-    parser.add_argument("--ops", default="intent_cross_attention,causal_attention,info_nce",
-                        help="comma-separated ops to profile")
+    parser.add_argument(
+        "--ops", default="intent_cross_attention,causal_attention,info_nce", help="comma-separated ops to profile"
+    )
     args = parser.parse_args()
     if args.steps < 1:
         parser.error(f"--steps must be at least 1, got {args.steps}")

@@ -49,9 +49,7 @@ def option(
     ``runtime=True`` marks settings that change where or how fast a run computes, never what
     (device, evaluation batch size, progress bars): they stay out of the run key.
     """
-    return dataclasses.field(
-        default=default, metadata={"help": help, "bounds": (ge, gt, le, lt), "runtime": runtime}
-    )
+    return dataclasses.field(default=default, metadata={"help": help, "bounds": (ge, gt, le, lt), "runtime": runtime})
 
 
 @dataclasses.dataclass(frozen=True)

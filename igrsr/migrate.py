@@ -102,9 +102,15 @@ def migrate_runs(root: Path) -> List[str]:
         files = {name: load_json(run / name) for name in ("run.json", "results.json") if (run / name).exists()}
         old_backbone = files["run.json"].get("backbone_run")
         backbone_dir = moved.get(old_backbone, Path(old_backbone) if old_backbone else None)
-        backbone = load_json(backbone_dir / "run.json") if backbone_dir and (backbone_dir / "run.json").exists() else None
+        backbone = (
+            load_json(backbone_dir / "run.json") if backbone_dir and (backbone_dir / "run.json").exists() else None
+        )
         upgraded = {name: upgrade_run_description(content, backbone) for name, content in files.items()}
-        key = {"schema": SCHEMA, **upgraded["run.json"]["settings"], "data": upgraded["run.json"]["data"]["fingerprint"]}
+        key = {
+            "schema": SCHEMA,
+            **upgraded["run.json"]["settings"],
+            "data": upgraded["run.json"]["data"]["fingerprint"],
+        }
         target = run.parent / f"{upgraded['run.json']['model']}-{digest(key)}"
         if target.exists():
             done.append(f"{run}: left as it is, {target} exists")

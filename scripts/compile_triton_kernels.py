@@ -40,7 +40,14 @@ SHARED_MEMORY = {80: 166912, 90: 232448}
 TRITON_TYPES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
 BYTE_POINTERS = {"INTENT_MASK", "KEY_REAL"}
 FP32_POINTERS = {
-    "LSE", "DELTA", "GRAD_K_PARTIAL", "GRAD_V_PARTIAL", "PARTIAL_MAX", "PARTIAL_SUM", "ROW_GRADS", "GRAD_H_PARTIAL"
+    "LSE",
+    "DELTA",
+    "GRAD_K_PARTIAL",
+    "GRAD_V_PARTIAL",
+    "PARTIAL_MAX",
+    "PARTIAL_SUM",
+    "ROW_GRADS",
+    "GRAD_H_PARTIAL",
 }
 INT64_POINTERS = {"TARGETS"}
 FP32_SCALARS = {"dropout_p"}
@@ -81,11 +88,16 @@ def launches(dtype, head_dim, dropout):
     with ``dropout``, only the kernels that take it."""
     fp32_dot = needs_fp32_dot(dtype)
     cross_launches = [
-        (kernel,
-         dict(HAS_MASK=True, HAS_DROPOUT=dropout, HEAD_DIM=head_dim, BLOCK_L=config.block_rows, FP32_DOT=fp32_dot),
-         config.num_warps, config.num_stages)
-        for kernel, config in ((cross._cross_attention_fwd_kernel, cross._config("forward", head_dim, dtype, dropout)),
-                               (cross._cross_attention_bwd_kernel, cross._config("backward", head_dim, dtype, dropout)))
+        (
+            kernel,
+            dict(HAS_MASK=True, HAS_DROPOUT=dropout, HEAD_DIM=head_dim, BLOCK_L=config.block_rows, FP32_DOT=fp32_dot),
+            config.num_warps,
+            config.num_stages,
+        )
+        for kernel, config in (
+            (cross._cross_attention_fwd_kernel, cross._config("forward", head_dim, dtype, dropout)),
+            (cross._cross_attention_bwd_kernel, cross._config("backward", head_dim, dtype, dropout)),
+        )
     ]
     forward, backward = causal._forward_config(head_dim, dtype), causal._backward_config(head_dim, dtype)
     # The linear cross-entropy kernels with hidden size = head_dim, at Triton's default stages.
@@ -99,17 +111,32 @@ def launches(dtype, head_dim, dropout):
         *linear_ce_launches,
         (
             causal._causal_attention_fwd_kernel,
-            dict(HAS_PADDING=True, HAS_DROPOUT=dropout, HEAD_DIM=head_dim, BLOCK_M=forward.block_m,
-                 BLOCK_N=forward.block_n, FP32_DOT=fp32_dot),
-            forward.num_warps, forward.num_stages,
+            dict(
+                HAS_PADDING=True,
+                HAS_DROPOUT=dropout,
+                HEAD_DIM=head_dim,
+                BLOCK_M=forward.block_m,
+                BLOCK_N=forward.block_n,
+                FP32_DOT=fp32_dot,
+            ),
+            forward.num_warps,
+            forward.num_stages,
         ),
         (causal._bwd_preprocess_kernel, dict(HEAD_DIM=head_dim, BLOCK_M=backward.block_m2), 4, 3),
         (
             causal._causal_attention_bwd_kernel,
-            dict(HAS_PADDING=True, HAS_DROPOUT=dropout, HEAD_DIM=head_dim, BLOCK_M1=backward.block_m1,
-                 BLOCK_N1=backward.block_n1, BLOCK_M2=backward.block_m2, BLOCK_N2=backward.block_n2,
-                 FP32_DOT=fp32_dot),
-            backward.num_warps, backward.num_stages,
+            dict(
+                HAS_PADDING=True,
+                HAS_DROPOUT=dropout,
+                HEAD_DIM=head_dim,
+                BLOCK_M1=backward.block_m1,
+                BLOCK_N1=backward.block_n1,
+                BLOCK_M2=backward.block_m2,
+                BLOCK_N2=backward.block_n2,
+                FP32_DOT=fp32_dot,
+            ),
+            backward.num_warps,
+            backward.num_stages,
         ),
     ]
     return [launch for launch in every_launch if not dropout or "HAS_DROPOUT" in launch[1]]

@@ -9,7 +9,7 @@ import torch
 from igrsr import SASRec
 from igrsr.cli import main
 from igrsr.data import PrefixExamples, SequenceExamples, collate_trimmed, leave_one_out, make_synthetic
-from igrsr.models import BERT4Rec, LightRec, Popularity, ReaRecERL, ReaRecPRL, SSEPT
+from igrsr.models import BERT4Rec, LightRec, Popularity
 from igrsr.models.igrsr import FreeIntents
 from igrsr.models.lightrec import kmeans
 from igrsr.models.registry import BACKBONE, MODELS, build_model, model_config

@@ -94,9 +94,10 @@ def test_headerless_log_with_string_ids_trains_records_its_reading_and_evaluates
     (run_dir,) = (out / "log").glob("pop-*")
     recorded = json.loads((run_dir / "run.json").read_text())["data"]
     assert recorded["source"]["path"] == str(path.resolve())
-    assert recorded["source"]["reader"] == DataConfig(
-        columns="user,item,rating,timestamp", sep="tab", min_rating=2, k_core=2
-    ).to_dict()
+    assert (
+        recorded["source"]["reader"]
+        == DataConfig(columns="user,item,rating,timestamp", sep="tab", min_rating=2, k_core=2).to_dict()
+    )
     assert recorded["preprocessing"]["duplicates_dropped"] == 1
     assert recorded["preprocessing"]["removed_by_min_rating"] > 0
 

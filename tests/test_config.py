@@ -40,7 +40,9 @@ def test_each_model_gets_its_own_published_defaults_unless_overridden():
 
 def test_bert4rec_trained_from_the_command_line_with_no_options_uses_dropout_0_1(tmp_path):
     data = tmp_path / "d.txt"
-    data.write_text("".join(f"{u} " + " ".join(str(1 + (u * 3 + i) % 30) for i in range(8)) + "\n" for u in range(1, 41)))
+    data.write_text(
+        "".join(f"{u} " + " ".join(str(1 + (u * 3 + i) % 30) for i in range(8)) + "\n" for u in range(1, 41))
+    )
     assert main(["train", "--model", "bert4rec", "--data", str(data), "--out", str(tmp_path / "runs"),
                  "--epochs", "1", "--no-progress"]) == 0  # fmt: skip
     (results,) = (tmp_path / "runs" / "d").glob("bert4rec-*/results.json")
@@ -78,8 +80,9 @@ def test_bad_model_options_fail_when_the_config_is_built_naming_the_option(model
 
 
 def test_bad_training_settings_fail_naming_the_setting():
-    for changes, name in [(dict(lr=float("inf")), "lr"), (dict(epochs=0), "epochs"), (dict(eval_batch_size=0), "eval_batch_size"),
-                          (dict(device="tpu"), "device")]:  # fmt: skip
+    bad = [(dict(lr=float("inf")), "lr"), (dict(epochs=0), "epochs"), (dict(eval_batch_size=0), "eval_batch_size"),
+           (dict(device="tpu"), "device")]  # fmt: skip
+    for changes, name in bad:
         with pytest.raises(ConfigError, match=name):
             TrainConfig(**changes)
 
@@ -93,7 +96,10 @@ def test_the_command_checks_every_option_before_training(tmp_path, capsys):
     assert main(["train", "--eval-batch-size", "0", "--out", str(tmp_path)]) == 2
     assert "--eval-batch-size must be >= 1" in capsys.readouterr().err
     assert main(["train", "--model", "sasrec", "--mask-ratio", "0.3", "--out", str(tmp_path)]) == 2
-    assert "--mask-ratio: no model of this command takes it (sasrec); it is an option of bert4rec" in capsys.readouterr().err
+    assert (
+        "--mask-ratio: no model of this command takes it (sasrec); it is an option of bert4rec"
+        in capsys.readouterr().err
+    )
     assert not list(tmp_path.iterdir())
 
 

@@ -51,25 +51,18 @@ def assert_within_reference_error(z1, z2, backend, **kwargs):
     """Kernel vs float64 reference is within 2 × (same-dtype reference vs float64) + slack,
     for the loss and both gradients.  Returns the kernel's results."""
     batch = z1.shape[0]
-    grad_out = torch.randn(
-        batch if kwargs.get("reduction") == "none" else 1, dtype=torch.float64, device=z1.device
-    )
+    grad_out = torch.randn(batch if kwargs.get("reduction") == "none" else 1, dtype=torch.float64, device=z1.device)
     fast = run_with_grads(z1, z2, grad_out, backend=backend, **kwargs)
     reference = run_with_grads(z1, z2, grad_out, backend="reference", **kwargs)
     exact = run_with_grads(z1.double(), z2.double(), grad_out, backend="reference", **kwargs)
     slack = RELATIVE_SLACK[z1.dtype]
-    for name, kernel_value, reference_value, exact_value in zip(
-        ("loss", "grad_z1", "grad_z2"), fast, reference, exact
-    ):
-        assert kernel_value.dtype == reference_value.dtype and kernel_value.shape == reference_value.shape, (
-            name
-        )
+    for name, kernel_value, reference_value, exact_value in zip(("loss", "grad_z1", "grad_z2"), fast, reference, exact):
+        assert kernel_value.dtype == reference_value.dtype and kernel_value.shape == reference_value.shape, name
         kernel_error = (kernel_value.double() - exact_value).abs().max().item()
         reference_error = (reference_value.double() - exact_value).abs().max().item()
         bound = 2 * reference_error + slack * exact_value.abs().max().item() + 1e-30
         assert kernel_error <= bound, (
-            f"{name}: kernel error {kernel_error:.3g} > "
-            f"2 × reference error {reference_error:.3g} + slack ({bound:.3g})"
+            f"{name}: kernel error {kernel_error:.3g} > 2 × reference error {reference_error:.3g} + slack ({bound:.3g})"
         )
     return fast
 
@@ -188,9 +181,7 @@ def test_temperatures_from_001_to_10_stay_finite(device, temperature, normalize)
     # Unnormalized rows of norm ~30 at τ = 0.01 give logits ~1e5: exp would overflow
     # without the online max.
     z1, z2 = views(50, 24, device=device, scale=1.0 if normalize else 6.0)
-    loss, grad_z1, grad_z2 = assert_within_reference_error(
-        z1, z2, device, temperature=temperature, normalize=normalize
-    )
+    loss, grad_z1, grad_z2 = assert_within_reference_error(z1, z2, device, temperature=temperature, normalize=normalize)
     assert all(torch.isfinite(t).all() for t in (loss, grad_z1, grad_z2))
 
 
@@ -211,9 +202,7 @@ def test_all_rows_masked_gives_zero_loss_and_zero_grads(device, reduction):
     z1, z2 = views(9, 5, device=device)
     row_mask = row_mask_for("none_take_part", 9, device)
     grad_out = torch.ones(9 if reduction == "none" else 1, dtype=torch.float64, device=device)
-    loss, grad_z1, grad_z2 = run_with_grads(
-        z1, z2, grad_out, row_mask=row_mask, reduction=reduction, backend=device
-    )
+    loss, grad_z1, grad_z2 = run_with_grads(z1, z2, grad_out, row_mask=row_mask, reduction=reduction, backend=device)
     assert loss.shape == ((9,) if reduction == "none" else ())
     assert not loss.any() and not grad_z1.any() and not grad_z2.any()
 
@@ -398,9 +387,7 @@ def opcheck_samples(device):
 def test_opcheck_forward(device, sample):
     args = opcheck_samples(device)[sample]
     z1, z2, *rest = args
-    torch.library.opcheck(
-        torch.ops.igrsr.info_nce_forward.default, (z1.requires_grad_(), z2.requires_grad_(), *rest)
-    )
+    torch.library.opcheck(torch.ops.igrsr.info_nce_forward.default, (z1.requires_grad_(), z2.requires_grad_(), *rest))
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -12,7 +12,6 @@ from igrsr.study import paired_bootstrap, summarize, with_noisy_inputs
 from igrsr.study.plan import study_spec
 from igrsr.train import Stage2Config, TrainConfig
 
-
 # Small models and batches: the study tests check the plumbing, not the models.
 TINY_MODELS = ["--no-progress", "--d-model", "16", "--num-layers", "1", "--max-len", "10", "--batch-size", "64"]
 
@@ -86,8 +85,13 @@ def test_quick_study_runs_end_to_end_and_a_second_call_reuses_every_run(data_fil
     }  # fmt: skip
     assert {record["noise"] for record in raw["records"]} == {0.0, 0.2}
     report = (out / "report.md").read_text()
-    sections = ("## Against the paper's claims", "## Main results", "## Noise robustness", "## Ablations of IGR-SR",
-                "## Sensitivity to m and k")
+    sections = (
+        "## Against the paper's claims",
+        "## Main results",
+        "## Noise robustness",
+        "## Ablations of IGR-SR",
+        "## Sensitivity to m and k",
+    )
     for section in sections:
         assert section in report
     assert (out / "noise.png").stat().st_size > 0 and (out / "sweeps.png").stat().st_size > 0
@@ -151,7 +155,10 @@ def test_study_tunes_each_models_learning_rate_on_validation_and_uses_it_everywh
     assert raw["plan"]["learning_rates"] == [1e-3, 1e-2]
     tuning = [record for record in raw["records"] if record["experiment"] == "tuning"]
     assert [(r["model"], r["lr"], r["seed"]) for r in tuning] == [
-        ("sasrec", 1e-3, 42), ("sasrec", 1e-2, 42), ("igrsr", 1e-3, 42), ("igrsr", 1e-2, 42)
+        ("sasrec", 1e-3, 42),
+        ("sasrec", 1e-2, 42),
+        ("igrsr", 1e-3, 42),
+        ("igrsr", 1e-2, 42),
     ]  # SASRec first, as IGR-SR is tuned over it; popularity has no learning rate
     chosen = {}
     for record in tuning:
@@ -391,7 +398,9 @@ def test_merging_can_take_some_models_of_one_study_only():
     with pytest.raises(ValueError, match="config.codebook_start"):  # a's LightRec is in too
         merge_studies({"a": seed_study(1, 0.1), "b": retrained}, only={"b": ["lightrec"]})
     first = seed_study(1, 0.1)
-    first["paired"] = [{"model": "igrsr", "versus": label, "seed": 1, "metric": "NDCG@10"} for label in ("sasrec", "lightrec")]
+    first["paired"] = [
+        {"model": "igrsr", "versus": label, "seed": 1, "metric": "NDCG@10"} for label in ("sasrec", "lightrec")
+    ]
     merged = merge_studies({"a": first, "b": retrained}, only={"a": ["sasrec", "igrsr"], "b": ["lightrec"]})
     assert {row["label"]: row["test_mean"]["NDCG@10"] for row in merged["summary"]} == pytest.approx(
         {"sasrec": 0.1, "igrsr": 0.1, "lightrec": 0.2}

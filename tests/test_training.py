@@ -117,7 +117,9 @@ def fails(capsys, *args) -> str:
 
 
 def test_command_line_rejects_unknown_models(tmp_path, capsys):
-    assert "unknown model" in fails(capsys, "train", "--model", "gru4rec", "--data", str(write_sequences(tmp_path / "d.txt")))
+    assert "unknown model" in fails(
+        capsys, "train", "--model", "gru4rec", "--data", str(write_sequences(tmp_path / "d.txt"))
+    )
     assert "--models: no model given" in fails(capsys, "study", "--models", " , ", "--out", str(tmp_path / "study"))
 
 
@@ -205,7 +207,9 @@ def test_the_run_key_covers_the_whole_resolved_config(tmp_path):
     assert key["config"] == {**SASRec.Config().to_dict(), **options} and key["schema"] == 2
     assert "device" not in key["train"] and key["train"]["epochs"] == 1  # runtime settings stay out
     # Giving a model its own default explicitly is the same run; any other value is another one.
-    assert make_spec("sasrec", {**options, "loss": "ce"}, config(epochs=1)).run_dir(tmp_path, data) == spec.run_dir(tmp_path, data)
+    assert make_spec("sasrec", {**options, "loss": "ce"}, config(epochs=1)).run_dir(tmp_path, data) == spec.run_dir(
+        tmp_path, data
+    )
     assert make_spec("sasrec", options, config(epochs=1, device="cpu", progress=True)).key(data) == key
     every = make_spec("sasrec", options, config(epochs=1, every_window=True))
     split = leave_one_out(data)

@@ -25,9 +25,7 @@ from igrsr.ops.triton_support import TRITON_INSTALLED
 INTERPRETING = os.environ.get("TRITON_INTERPRET") == "1"
 
 requires_triton = pytest.mark.skipif(not TRITON_INSTALLED, reason="Triton is not installed")
-requires_interpreter = pytest.mark.skipif(
-    not INTERPRETING, reason="Triton on the CPU needs TRITON_INTERPRET=1"
-)
+requires_interpreter = pytest.mark.skipif(not INTERPRETING, reason="Triton on the CPU needs TRITON_INTERPRET=1")
 
 DEVICES = [
     pytest.param("cpu", marks=[requires_triton, requires_interpreter]),
@@ -70,8 +68,7 @@ def assert_within_reference_error(op, inputs, **kwargs):
         fast_error = (fast.double() - exact).abs().max().item()
         reference_error = (reference.double() - exact).abs().max().item()
         assert fast_error <= factor * reference_error + atol, (
-            f"{name}: triton error {fast_error:.3g} > {factor} × reference error "
-            f"{reference_error:.3g} + {atol}"
+            f"{name}: triton error {fast_error:.3g} > {factor} × reference error {reference_error:.3g} + {atol}"
         )
     return triton_results
 
@@ -207,8 +204,12 @@ def test_padding_gives_zero_rows_and_zero_grads(device):
     mask[0] = False  # a sequence that is all padding
     mask[1, :6] = False
     out, grad_q, grad_k, grad_v = run_with_grads(
-        causal_attention, (q, k, v), torch.randn_like(q),
-        key_padding_mask=mask, num_prefix=2, backend="triton",
+        causal_attention,
+        (q, k, v),
+        torch.randn_like(q),
+        key_padding_mask=mask,
+        num_prefix=2,
+        backend="triton",
     )
     padded = ~mask[:, None, :, None].expand_as(q)
     for tensor in (out, grad_q, grad_k, grad_v):
@@ -308,9 +309,7 @@ def assert_layers_agree(triton_layer, reference_layer, inputs, call):
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_layers_match_reference_backend(device):
-    cross_layers = twin_layers(
-        lambda backend: IntentCrossAttention(32, 2, d_intent=24, backend=backend), device
-    )
+    cross_layers = twin_layers(lambda backend: IntentCrossAttention(32, 2, d_intent=24, backend=backend), device)
     x = torch.randn(3, 17, 32, device=device)
     intents = torch.randn(3, 4, 24, device=device)
     mask = intent_mask("user0_all_masked", 3, 4, device)
@@ -388,8 +387,6 @@ def test_import_works_without_triton():
         "print(available_backends('causal_attention'), available_backends('intent_cross_attention'))\n"
     )
     env = dict(os.environ, TRITON_INTERPRET="1")
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
-    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "['reference'] ['reference']"

@@ -79,12 +79,16 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         add_field_option(group, name, hint, field_help(field, hint).format(default=describe_defaults(owners)))
 
 
-def add_config_options(parser: argparse.ArgumentParser, cls: Type[Config], title: str, skip: Iterable[str] = ()) -> None:
+def add_config_options(
+    parser: argparse.ArgumentParser, cls: Type[Config], title: str, skip: Iterable[str] = ()
+) -> None:
     """The fields of ``cls`` (a training config) as options; ``skip`` leaves some out."""
     group = parser.add_argument_group(title)
     for field, hint in typed_fields(cls):
         if field.name not in skip:
-            add_field_option(group, field.name, hint, field_help(field, hint).format(default=f"default {field.default!r}"))
+            add_field_option(
+                group, field.name, hint, field_help(field, hint).format(default=f"default {field.default!r}")
+            )
 
 
 def add_config_file_option(parser: argparse.ArgumentParser) -> None:
@@ -154,7 +158,9 @@ def read_config_file(path: str) -> Dict[str, Any]:
             content = json.loads(text)
     except Exception as error:  # yaml.YAMLError, json.JSONDecodeError
         message = " ".join(str(error).split())
-        raise CommandError(f"{path}: not valid {'YAML' if file.suffix.lower() in ('.yaml', '.yml') else 'JSON'}: {message}") from None
+        raise CommandError(
+            f"{path}: not valid {'YAML' if file.suffix.lower() in ('.yaml', '.yml') else 'JSON'}: {message}"
+        ) from None
     if content is None:
         return {}
     if not isinstance(content, dict):
@@ -203,13 +209,17 @@ def file_model_options(section: Any, path: str, actions: Mapping[str, argparse.A
     checked = {}
     for model, values in section.items():
         if model not in MODELS:
-            raise CommandError(f"{path}: {MODEL_OPTIONS_KEY}: unknown model {model!r}; choose from {', '.join(sorted(MODELS))}")
+            raise CommandError(
+                f"{path}: {MODEL_OPTIONS_KEY}: unknown model {model!r}; choose from {', '.join(sorted(MODELS))}"
+            )
         if not isinstance(values, dict):
             raise CommandError(f"{path}: {MODEL_OPTIONS_KEY}.{model} must map option names to values")
         fields = MODELS[model].config.__dataclass_fields__
         unknown = [name for name in values if str(name).replace("-", "_") not in fields]
         if unknown:
-            raise CommandError(f"{path}: {MODEL_OPTIONS_KEY}.{model}: {model} has no option {unknown[0]!r}; it has {', '.join(fields)}")
+            raise CommandError(
+                f"{path}: {MODEL_OPTIONS_KEY}.{model}: {model} has no option {unknown[0]!r}; it has {', '.join(fields)}"
+            )
         checked[model] = {
             str(name).replace("-", "_"): file_value(
                 actions[str(name).replace("-", "_")], value, f"{path}: {MODEL_OPTIONS_KEY}.{model}.{name}"

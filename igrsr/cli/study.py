@@ -134,18 +134,24 @@ def command_report(args: argparse.Namespace) -> int:
 
 
 def add_study_commands(commands) -> None:
-    study = commands.add_parser("study", help="the paper's experiments: main table, noise robustness, ablations, m/k sweeps")
+    study = commands.add_parser(
+        "study", help="the paper's experiments: main table, noise robustness, ablations, m/k sweeps"
+    )
     add_data_options(study, "dataset file (as for igrsr train); default: embedded synthetic")
     study.add_argument("--out", default="study", help="directory of the report, raw results and runs")
     study.add_argument("--quick", action="store_true", help="small version: 1 seed, few epochs, fewer sweep points")
-    study.add_argument("--seeds", type=int, default=None, help=f"seeds per run (default {FULL_SEEDS}, quick {QUICK_SEEDS})")
+    study.add_argument(
+        "--seeds", type=int, default=None, help=f"seeds per run (default {FULL_SEEDS}, quick {QUICK_SEEDS})"
+    )
     study.add_argument("--models", default=",".join(ALL_MODELS), help="comma-separated models of the main table")
     study.add_argument("--users", type=int, default=None, help="keep only the first N users of the data")
     study.add_argument("--noise-seed", type=int, default=0, help="seed of the noisy-input datasets")
     parts = study.add_argument_group("parts of the plan (default: all of it; an empty list skips a part)")
     parts.add_argument("--noise", default=None, help="noise fractions (default 0,0.1,0.2,0.3; quick 0,0.2)")
     parts.add_argument("--noise-models", default=None, help="models of the noise experiment (default --models)")
-    parts.add_argument("--ablations", default=None, help=f"IGR-SR ablations to run, of {','.join(ABLATION_NAMES)} (default all)")
+    parts.add_argument(
+        "--ablations", default=None, help=f"IGR-SR ablations to run, of {','.join(ABLATION_NAMES)} (default all)"
+    )
     parts.add_argument("--intents", default=None, help="values of the m sweep (default 1,2,3,4,5,6; quick 1,4)")
     parts.add_argument("--prefixes", default=None, help="values of the k sweep (default 0,2,4,8,16; quick 0,4)")
     parts.add_argument(
@@ -156,8 +162,12 @@ def add_study_commands(commands) -> None:
     add_training_options(study)
     study.set_defaults(handler=command_study)
 
-    report = commands.add_parser("report", help="one report (tables over all seeds) of several studies, or the results page")
-    report.add_argument("studies", nargs="*", help="study directories (or their study.json) of the same data and settings")
+    report = commands.add_parser(
+        "report", help="one report (tables over all seeds) of several studies, or the results page"
+    )
+    report.add_argument(
+        "studies", nargs="*", help="study directories (or their study.json) of the same data and settings"
+    )
     report.add_argument("--out", default=None, help="directory of the merged report and study.json")
     report.add_argument("--models", default=None, help="comma-separated models to keep (default: every model)")
     report.add_argument(

@@ -18,7 +18,12 @@ from ..train.config import resolve_device
 from ..train.runs import is_finished, load_best, resume_problem, run_description
 from .data import add_data_options, command_data, data_config, run_data
 from .options import (
-    CommandError, add_config_file_option, add_config_options, add_model_options, config_values, model_options,
+    CommandError,
+    add_config_file_option,
+    add_config_options,
+    add_model_options,
+    config_values,
+    model_options,
 )  # fmt: skip
 
 DEFAULT_MODELS = "sasrec,igrsr"
@@ -160,7 +165,9 @@ def train_models(args: argparse.Namespace, train: TrainConfig) -> int:
     return 0
 
 
-def best_test_ranks(run_dir: Path, data: InteractionData, split: Split, runtime: TrainConfig) -> Tuple[int, torch.Tensor]:
+def best_test_ranks(
+    run_dir: Path, data: InteractionData, split: Split, runtime: TrainConfig
+) -> Tuple[int, torch.Tensor]:
     """The best epoch of a run, finished or not, and its model's test rank of every user's target."""
     model, best_epoch = load_best(run_dir, data, split, runtime.device)
     return best_epoch, model_ranks(model, split, "test", device=runtime.device, batch_size=runtime.eval_batch_size)
@@ -183,7 +190,9 @@ def command_evaluate(args: argparse.Namespace) -> int:
     data = run_data(args, run_description(run_dirs[0]))
     split = leave_one_out(data)
     # Each run is scored once, the --versus run too when it is also listed.
-    scored = {run_dir: best_test_ranks(run_dir, data, split, runtime) for run_dir in dict.fromkeys([*versus, *run_dirs])}
+    scored = {
+        run_dir: best_test_ranks(run_dir, data, split, runtime) for run_dir in dict.fromkeys([*versus, *run_dirs])
+    }
     theirs = per_user_metric(scored[versus[0]][1], *metric).numpy() if versus else None
     results = []
     for run_dir in run_dirs:
@@ -212,7 +221,9 @@ def command_evaluate(args: argparse.Namespace) -> int:
 
 
 def add_train_command(commands) -> None:
-    train = commands.add_parser("train", help="train and evaluate models (default: SASRec and IGR-SR on synthetic data)")
+    train = commands.add_parser(
+        "train", help="train and evaluate models (default: SASRec and IGR-SR on synthetic data)"
+    )
     add_data_options(
         train, "dataset file (.txt, .inter, .csv, .tsv, .parquet, any of them compressed, or a header-less "
         "file with --columns); default: embedded synthetic",
@@ -234,7 +245,9 @@ def add_train_command(commands) -> None:
     add_training_options(train)
     train.set_defaults(handler=command_train)
 
-    evaluate = commands.add_parser("evaluate", help="test metrics of run directories' best checkpoints, finished or not")
+    evaluate = commands.add_parser(
+        "evaluate", help="test metrics of run directories' best checkpoints, finished or not"
+    )
     evaluate.add_argument("runs", nargs="+", help="run directories (OUT/<dataset>/<model>-<hash>)")
     add_data_options(evaluate, "the runs' dataset file (default: the file the first run trained on, read as it was)")
     evaluate.add_argument("--json", default=None, help="also write the results to this JSON file")

@@ -99,9 +99,7 @@ def plain_integers(tokens: np.ndarray) -> Optional[np.ndarray]:
     code_points = np.ascontiguousarray(tokens).view(np.uint32).reshape(len(tokens), width)
     lengths = np.char.str_len(tokens)
     negative = code_points[:, 0] == ord("-")
-    first_digit = (
-        code_points[np.arange(len(tokens)), negative.astype(np.intp)] if width > 1 else code_points[:, 0]
-    )
+    first_digit = code_points[np.arange(len(tokens)), negative.astype(np.intp)] if width > 1 else code_points[:, 0]
     leading_zero = (first_digit == ord("0")) & ((lengths > 1 + negative) | negative)
     if (lengths <= negative).any() or leading_zero.any():
         return None

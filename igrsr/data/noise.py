@@ -7,9 +7,7 @@ from typing import Sequence
 import numpy as np
 
 
-def inject_noise(
-    sequences: Sequence[np.ndarray], fraction: float, num_items: int, seed: int
-) -> list[np.ndarray]:
+def inject_noise(sequences: Sequence[np.ndarray], fraction: float, num_items: int, seed: int) -> list[np.ndarray]:
     """Return copies of the sequences with ``round(fraction * len)`` random positions each
     replaced by uniformly random items in ``1..num_items``.
 

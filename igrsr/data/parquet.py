@@ -62,6 +62,4 @@ class ParquetTable(Table):
             return column.to_numpy(zero_copy_only=False).astype(str)
         if pyarrow.types.is_timestamp(kind) or pyarrow.types.is_date(kind):
             return column.to_numpy(zero_copy_only=False).astype("datetime64[ns]").view(np.int64)
-        raise self.error(
-            f"column {name!r} has type {kind}; expected integers, strings, numbers or timestamps"
-        )
+        raise self.error(f"column {name!r} has type {kind}; expected integers, strings, numbers or timestamps")

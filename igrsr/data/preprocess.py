@@ -114,9 +114,7 @@ def _k_core(path, log: Log, keep: np.ndarray, k: int, record: dict) -> np.ndarra
     before = int(keep.sum())
     if not len(rows):
         each = f"no set of users and items has {k} interactions each"
-        raise DataFormatError(
-            path, f"k_core={k} removed all {before} interactions left ({each}); lower k_core"
-        )
+        raise DataFormatError(path, f"k_core={k} removed all {before} interactions left ({each}); lower k_core")
     _report(path, record, "k_core", k, removed=before - len(rows))
     record["k_core_rounds"] = rounds
     kept = np.zeros(len(log), dtype=bool)

@@ -51,9 +51,7 @@ def read_sequence_file(
         if not items:
             raise DataFormatError(path, f"user {user} has no items", line_number)
         if user in line_of_user:
-            raise DataFormatError(
-                path, f"user {user} already appeared on line {line_of_user[user]}", line_number
-            )
+            raise DataFormatError(path, f"user {user} already appeared on line {line_of_user[user]}", line_number)
         line_of_user[user] = line_number
         user_ids.append(user)
         sequences.append(items)
@@ -180,9 +178,7 @@ def _log_from_table(
     else:
         order = np.argsort(user_codes, kind="stable")
     if rating_col is not None:
-        ratings = parse_numbers(
-            table, table.column(rating_col, "min_rating needs it; pass rating_col"), "rating"
-        )
+        ratings = parse_numbers(table, table.column(rating_col, "min_rating needs it; pass rating_col"), "rating")
     return Log(
         user_ids=user_ids,
         user_codes=user_codes[order],

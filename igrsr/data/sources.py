@@ -74,9 +74,7 @@ def read_bytes(path) -> bytes:
         return _decompressor(path, compression)(blob)
     except (EOFError, OSError, zlib.error, lzma.LZMAError, _ZstdError) as error:
         reason = str(error).strip() or type(error).__name__
-        message = (
-            f"cannot decompress it as {compression} ({reason}): the file is truncated or not {compression}"
-        )
+        message = f"cannot decompress it as {compression} ({reason}): the file is truncated or not {compression}"
         raise DataFormatError(path, message) from None
 
 
@@ -99,9 +97,7 @@ def read_text(path, encoding: str = "utf-8") -> str:
 def _decode_error(path, blob: bytes, error: UnicodeDecodeError, codec: str) -> DataFormatError:
     looks_like = next((suffix for magic, suffix in _MAGIC.items() if blob.startswith(magic)), None)
     if looks_like and not Path(path).name.lower().endswith(looks_like):
-        return DataFormatError(
-            path, f"the file is {looks_like} data but its name does not end in {looks_like}"
-        )
+        return DataFormatError(path, f"the file is {looks_like} data but its name does not end in {looks_like}")
     if blob.startswith(_UTF16_MARKS):
         return DataFormatError(path, "the file starts with a UTF-16 byte-order mark; pass encoding='utf-16'")
     line = blob.count(b"\n", 0, error.start) + 1

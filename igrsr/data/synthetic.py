@@ -50,9 +50,7 @@ def make_synthetic(
     _check_arguments(num_users, num_items, num_intents, intents_per_user, seq_len, noise)
     rng = np.random.default_rng(seed)
     world = _World.draw(rng, num_items, num_intents)
-    sequences = [
-        world.draw_user_sequence(rng, intents_per_user, seq_len, noise) for _ in range(num_users)
-    ]
+    sequences = [world.draw_user_sequence(rng, intents_per_user, seq_len, noise) for _ in range(num_users)]
     return InteractionData(
         sequences=sequences,
         num_items=num_items,
@@ -69,13 +67,9 @@ def _check_arguments(num_users, num_items, num_intents, intents_per_user, seq_le
         raise ValueError(f"num_intents must be at least 2, got {num_intents}")
     min_items = MIN_CLUSTER_SIZE * CATALOG_CLUSTERS_PER_INTENT * num_intents
     if num_items < min_items:
-        raise ValueError(
-            f"num_items must be at least {min_items} for {num_intents} intents, got {num_items}"
-        )
+        raise ValueError(f"num_items must be at least {min_items} for {num_intents} intents, got {num_items}")
     if not 1 <= intents_per_user[0] <= intents_per_user[1] <= num_intents:
-        raise ValueError(
-            f"intents_per_user must satisfy 1 <= low <= high <= num_intents, got {intents_per_user}"
-        )
+        raise ValueError(f"intents_per_user must satisfy 1 <= low <= high <= num_intents, got {intents_per_user}")
     if not 1 <= seq_len[0] <= seq_len[1]:
         raise ValueError(f"seq_len must satisfy 1 <= low <= high, got {seq_len}")
     if not 0 <= noise < 1:

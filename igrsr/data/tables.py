@@ -44,9 +44,7 @@ def separator(path, sep: Optional[str]) -> Optional[str]:
     if sep is None:
         return None
     if not isinstance(sep, str) or not sep or "\n" in sep or '"' in sep:
-        raise DataFormatError(
-            path, f"sep: expected a non-empty separator without newline or quote, got {sep!r}"
-        )
+        raise DataFormatError(path, f"sep: expected a non-empty separator without newline or quote, got {sep!r}")
     sep = _ALIASES.get(sep.lower(), sep)
     return WHITESPACE if sep.isspace() and sep != "\t" else sep
 
@@ -60,9 +58,7 @@ def check_column_names(path, columns: Sequence[str]) -> list[str]:
         raise DataFormatError(path, f"columns: expected at least two non-empty names, got {list(columns)!r}")
     repeated = sorted({name for name in names if name != SKIPPED and names.count(name) > 1})
     if repeated:
-        raise DataFormatError(
-            path, f"columns: {repeated[0]!r} is named twice in {names}; name a field to skip '-'"
-        )
+        raise DataFormatError(path, f"columns: {repeated[0]!r} is named twice in {names}; name a field to skip '-'")
     return names
 
 
@@ -110,9 +106,7 @@ class TextTable(Table):
         return np.array(self.fields[index :: len(self.names)], dtype=str)
 
 
-def read_text_table(
-    path, text: str, sep: Optional[str], columns=None, preferred: Optional[str] = None
-) -> TextTable:
+def read_text_table(path, text: str, sep: Optional[str], columns=None, preferred: Optional[str] = None) -> TextTable:
     """Split ``text`` into rows of fields; the first non-blank line is the header unless
     ``columns`` names the fields.  Blank lines are skipped; every other line must have as many
     fields as the header (or ``columns``) names."""
@@ -140,9 +134,7 @@ def read_text_table(
         )
     else:
         names, header_line, expected = list(columns), None, "columns names"
-        _check_not_a_header(
-            path, lines[data[0]] if rows is None else rows[data[0]], names, sep, line_numbers[data[0]]
-        )
+        _check_not_a_header(path, lines[data[0]] if rows is None else rows[data[0]], names, sep, line_numbers[data[0]])
     wrong = data[counts[data] != len(names)]
     if len(wrong):
         message = (
@@ -185,13 +177,9 @@ def guess_separator(path, text: str, first_line: int, width: Optional[int], pref
             return candidate
     tried = ", ".join(SEPARATOR_NAMES[c] for c in candidates)
     wanted = (
-        f"line {first_line} into the {width} fields columns names"
-        if width
-        else "the header and the next line alike"
+        f"line {first_line} into the {width} fields columns names" if width else "the header and the next line alike"
     )
-    raise DataFormatError(
-        path, f"cannot guess the separator: none of {tried} cuts {wanted}; pass sep", first_line
-    )
+    raise DataFormatError(path, f"cannot guess the separator: none of {tried} cuts {wanted}; pass sep", first_line)
 
 
 def _first_rows(head: str, sep: str, count: int) -> list[list[str]]:
@@ -246,9 +234,7 @@ def _blank(counts: np.ndarray, rows_or_lines) -> np.ndarray:
 def _flat_fields(lines: list[str], rows, data: np.ndarray, sep: str) -> list[str]:
     contiguous = len(data) == data[-1] - data[0] + 1
     if rows is not None:
-        return list(
-            chain.from_iterable(rows[data[0] : data[-1] + 1] if contiguous else (rows[i] for i in data))
-        )
+        return list(chain.from_iterable(rows[data[0] : data[-1] + 1] if contiguous else (rows[i] for i in data)))
     kept = lines[data[0] : data[-1] + 1] if contiguous else [lines[i] for i in data]
     if sep == WHITESPACE:
         return " ".join(kept).split()
@@ -265,11 +251,7 @@ def parse_times(table: Table, values: np.ndarray) -> np.ndarray:
     """Timestamps as numbers (int64 when all are integers, else float64), or (when the first
     is not a number) ISO-8601 dates as int64 nanoseconds."""
     if values.dtype.kind != "U":
-        return (
-            values
-            if values.dtype.kind == "i"
-            else _finite(table, values, values.astype(np.float64), "timestamp")
-        )
+        return values if values.dtype.kind == "i" else _finite(table, values, values.astype(np.float64), "timestamp")
     integers = plain_integers(values)
     if integers is not None:
         return integers

@@ -7,7 +7,18 @@ from .scores import ItemScores, MaterializedScores, TableScores
 from .streaming import SeenItems, streamed_ranks, top_k
 
 __all__ = [
-    "ItemScores", "MaterializedScores", "SeenItems", "TableScores", "evaluate", "metrics_from_ranks", "model_ranks",
-    "parse_metric", "per_user_metric", "ranking_metrics", "ranks_from_scores", "streamed_ranks", "target_ranks",
+    "ItemScores",
+    "MaterializedScores",
+    "SeenItems",
+    "TableScores",
+    "evaluate",
+    "metrics_from_ranks",
+    "model_ranks",
+    "parse_metric",
+    "per_user_metric",
+    "ranking_metrics",
+    "ranks_from_scores",
+    "streamed_ranks",
+    "target_ranks",
     "top_k",
 ]

@@ -143,9 +143,7 @@ def item_scores(scores: Union[torch.Tensor, ItemScores], batch_size: int, num_it
     """A score function's result as :class:`ItemScores`, checked against the batch and catalog."""
     if isinstance(scores, torch.Tensor):
         if tuple(scores.shape) != (batch_size, num_items + 1):
-            raise ValueError(
-                f"score_fn must return shape ({batch_size}, {num_items + 1}), got {tuple(scores.shape)}"
-            )
+            raise ValueError(f"score_fn must return shape ({batch_size}, {num_items + 1}), got {tuple(scores.shape)}")
         return MaterializedScores(scores)
     if (scores.num_rows, scores.num_items) != (batch_size, num_items):
         raise ValueError(

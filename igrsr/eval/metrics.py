@@ -20,9 +20,7 @@ def ranks_from_scores(
     """
     _check_rank_inputs(scores, targets, exclude)
     targets = targets.to(scores.device, torch.long)
-    candidates = (
-        torch.ones_like(scores, dtype=torch.bool) if exclude is None else ~exclude.to(scores.device)
-    )
+    candidates = torch.ones_like(scores, dtype=torch.bool) if exclude is None else ~exclude.to(scores.device)
     candidates[:, 0] = False
     candidates.scatter_(1, targets[:, None], True)
     target_scores = scores.gather(1, targets[:, None])
@@ -57,9 +55,7 @@ def metrics_from_ranks(ranks, ks: Sequence[int] = (5, 10, 20)) -> dict[str, floa
     ranks = torch.as_tensor(ranks).double().flatten()
     if ranks.numel() == 0:
         raise ValueError("no ranks to average")
-    return {
-        f"{name}@{k}": per_user_metric(ranks, name, k).mean().item() for k in ks for name in ("HR", "NDCG", "MRR")
-    }
+    return {f"{name}@{k}": per_user_metric(ranks, name, k).mean().item() for k in ks for name in ("HR", "NDCG", "MRR")}
 
 
 def parse_metric(metric: str) -> tuple[str, int]:

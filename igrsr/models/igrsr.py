@@ -62,9 +62,7 @@ class IGRSRConfig(Config):
     intent_source: Literal["distiller", "free"] = option(
         "distiller", "IGR-SR: intents from the LID, or free vectors (ablation w/o LID)"
     )
-    fusion: Fusion = option(
-        "cross_attention", "IGR-SR: intent fusion, or concatenation (ablation w/o cross-attention)"
-    )
+    fusion: Fusion = option("cross_attention", "IGR-SR: intent fusion, or concatenation (ablation w/o cross-attention)")
 
     def check(self) -> None:
         check_backend_option(self.backend)

@@ -108,9 +108,7 @@ class CodebookItemEmbedding(nn.Module):
     ):
         super().__init__()
         if num_codebooks < 1 or codebook_size < 2:
-            raise ValueError(
-                f"need num_codebooks >= 1 and codebook_size >= 2, got {num_codebooks} and {codebook_size}"
-            )
+            raise ValueError(f"need num_codebooks >= 1 and codebook_size >= 2, got {num_codebooks} and {codebook_size}")
         if not temperature > 0:
             raise ValueError(f"codebook_temperature must be > 0, got {temperature}")
         if choice not in CODEBOOK_CHOICES:
@@ -125,9 +123,7 @@ class CodebookItemEmbedding(nn.Module):
         self.register_buffer("keys", keys.detach().clone())
         self.codebooks = nn.Parameter(torch.randn(num_codebooks, codebook_size, d_model) * d_model**-0.5)
         # W_b starts at the identity, so the first assignments are by inner product.
-        self.bilinear = (
-            nn.Parameter(torch.eye(d_model).repeat(num_codebooks, 1, 1)) if choice == "bilinear" else None
-        )
+        self.bilinear = nn.Parameter(torch.eye(d_model).repeat(num_codebooks, 1, 1)) if choice == "bilinear" else None
         self._table: Optional[torch.Tensor] = None
         if start == "kmeans":
             self.start_from_residual_kmeans()
@@ -229,8 +225,12 @@ class LightRec(SASRec):
         # SASRec reads its item table only through `encoder.embedding.items` (lookups and
         # `.weight`), so swapping in the composed table is the whole change.
         self.encoder.embedding.items = CodebookItemEmbedding(
-            keys, config.num_codebooks, config.codebook_size, config.codebook_temperature,
-            config.codebook_choice, config.codebook_start,
+            keys,
+            config.num_codebooks,
+            config.codebook_size,
+            config.codebook_temperature,
+            config.codebook_choice,
+            config.codebook_start,
         )
 
     def training_loss(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:

@@ -52,8 +52,7 @@ class ItemSequenceEmbedding(nn.Module):
         length = history.shape[1]
         if length > self.positions.num_embeddings:
             raise ValueError(
-                f"history has length {length} but the model was built with max_len="
-                f"{self.positions.num_embeddings}"
+                f"history has length {length} but the model was built with max_len={self.positions.num_embeddings}"
             )
         from_end = torch.arange(length - 1, -1, -1, device=history.device)
         x = tokens + self.positions(from_end)

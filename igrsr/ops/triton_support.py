@@ -50,9 +50,7 @@ def check_triton_inputs(q: torch.Tensor) -> None:
     """Limits of the attention kernels beyond the op's own validation, named after the argument."""
     head_dim = q.shape[-1]
     if head_dim not in HEAD_DIMS:
-        raise ValueError(
-            f"backend 'triton' needs the head dim of q (last dim) in {HEAD_DIMS}, got {head_dim}"
-        )
+        raise ValueError(f"backend 'triton' needs the head dim of q (last dim) in {HEAD_DIMS}, got {head_dim}")
     if q.dtype not in DTYPES:
         names = ", ".join(str(d).replace("torch.", "") for d in DTYPES)
         raise TypeError(f"backend 'triton' needs q, k, v of dtype in ({names}), got {q.dtype}")

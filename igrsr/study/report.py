@@ -256,7 +256,9 @@ def paired_table(raw: Dict) -> List[str]:
         f"interval over the {first['users']} test users ({first['resamples']} resamples): the spread that the "
         "choice of test users alone gives. Training variance comes on top (seeds).",
         "",
-        *markdown_table(["versus", f"{first['metric']} difference"], [[row["versus"], format_paired(row)] for row in rows]),
+        *markdown_table(
+            ["versus", f"{first['metric']} difference"], [[row["versus"], format_paired(row)] for row in rows]
+        ),
         "",
     ]
 

@@ -76,7 +76,9 @@ class Stage2Config(Config):
     the common settings (``ModelEntry.stage2_settings``)."""
 
     stage2_lr: Optional[float] = option(None, "learning rate of IGR-SR's stage 2 over its SASRec (default --lr)", gt=0)
-    stage2_epochs: Optional[int] = option(None, "epoch limit of IGR-SR's stage 2 over its SASRec (default --epochs)", ge=1)
+    stage2_epochs: Optional[int] = option(
+        None, "epoch limit of IGR-SR's stage 2 over its SASRec (default --epochs)", ge=1
+    )
 
     def changes(self) -> dict:
         """The settings it changes, named as in :class:`TrainConfig` (what reports list)."""

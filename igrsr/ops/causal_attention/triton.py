@@ -59,8 +59,17 @@ def causal_attention_triton_backward(
     from .triton_kernels import causal_attention_backward
 
     return causal_attention_backward(
-        grad_out.contiguous(), q.contiguous(), k.contiguous(), v.contiguous(), out.contiguous(), lse,
-        key_padding_mask, num_prefix, scale, dropout_p, seed,
+        grad_out.contiguous(),
+        q.contiguous(),
+        k.contiguous(),
+        v.contiguous(),
+        out.contiguous(),
+        lse,
+        key_padding_mask,
+        num_prefix,
+        scale,
+        dropout_p,
+        seed,
     )
 
 
@@ -100,7 +109,9 @@ def causal_attention_triton_impl(q, k, v, key_padding_mask, num_prefix, scale, d
 
 
 dispatcher.register(
-    "triton", causal_attention_triton_impl, why_unavailable=why_triton_unavailable,
+    "triton",
+    causal_attention_triton_impl,
+    why_unavailable=why_triton_unavailable,
     preference=10,
     auto_device_types=("cuda",),
     supports=triton_supports,

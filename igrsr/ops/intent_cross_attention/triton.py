@@ -83,7 +83,9 @@ def intent_cross_attention_triton_impl(q, k, v, intent_mask, scale, dropout_p, s
 
 
 dispatcher.register(
-    "triton", intent_cross_attention_triton_impl, why_unavailable=why_triton_unavailable,
+    "triton",
+    intent_cross_attention_triton_impl,
+    why_unavailable=why_triton_unavailable,
     preference=10,
     auto_device_types=("cuda",),
     supports=triton_supports,
