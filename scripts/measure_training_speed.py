@@ -3,10 +3,12 @@
 
     python scripts/measure_training_speed.py --data ../shared/data/Beauty.txt --steps 50 --processes 1,2
 
-Each row times ``--steps`` optimizer steps of the trainer (``Trainer._step`` on the trainer's own
-batches, ``--warmup`` untimed steps first, compilation included there) and reports steps/s and
-training examples/s over all processes.  IGR-SR runs over an untrained SASRec (its speed does
-not depend on the stage-1 weights).  Measure on a quiet machine: other load changes the numbers.
+``reference-loss`` is fp32 eager with the catalog loss materialized (rows x N logits) instead of
+the fused linear cross-entropy.  Each row times ``--steps`` optimizer steps of the trainer
+(``Trainer._step`` on the trainer's own batches, ``--warmup`` untimed steps first, compilation
+included there) and reports steps/s and training examples/s over all processes.  IGR-SR runs
+over an untrained SASRec (its speed does not depend on the stage-1 weights).  Measure on a
+quiet machine: other load changes the numbers.
 """
 
 import argparse
@@ -26,13 +28,19 @@ from igrsr.distributed import barrier, is_main_process, launched_world_size, pro
 from igrsr.train import TrainConfig, Trainer
 from igrsr.train.config import resolve_device
 
-SETTINGS = {"fp32": {}, "compile": {"compile": True}, "bf16": {"precision": "bf16"}}
+SETTINGS = {"fp32": {}, "reference-loss": {}, "compile": {"compile": True}, "bf16": {"precision": "bf16"}}
+# fp32 with the catalog loss materialized (the linear cross-entropy's reference backend), the
+# baseline of the fused loss: same batches, same threads.
+REFERENCE_LOSS = "reference-loss"
 
 
-def build(model_name: str, split) -> torch.nn.Module:
+def build(model_name: str, split, setting: str) -> torch.nn.Module:
     torch.manual_seed(0)
     sasrec = SASRec(split.num_items)
-    return sasrec if model_name == "sasrec" else IGRSR(sasrec)
+    model = sasrec if model_name == "sasrec" else IGRSR(sasrec)
+    if setting == REFERENCE_LOSS:
+        model.catalog_loss.backend = "reference"
+    return model
 
 
 def steps_per_second(trainer: Trainer, steps: int, warmup: int) -> float:
@@ -65,7 +73,7 @@ def measure(args: argparse.Namespace, device: str) -> List[Dict]:
             base = TrainConfig(batch_size=args.batch_size, progress=False, device=device)
             config = replace(base, **SETTINGS[setting])
             with tempfile.TemporaryDirectory() as run_dir:
-                trainer = Trainer(build(model_name, split), split, config, Path(run_dir), model_name)
+                trainer = Trainer(build(model_name, split, setting), split, config, Path(run_dir), model_name)
                 rate = steps_per_second(trainer, args.steps, args.warmup)
             row = {
                 "model": model_name, "setting": setting, "processes": world_size(), "device": device,
