@@ -47,6 +47,9 @@ def launched_world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+_ENDED_GROUPS: List[object] = []  # see process_group
+
+
 @contextlib.contextmanager
 def process_group(device: str) -> Iterator[str]:
     """Inside ``torchrun``: join the process group it set up (NCCL on CUDA, gloo on CPU) for the
@@ -62,6 +65,11 @@ def process_group(device: str) -> Iterator[str]:
     try:
         yield device
     finally:
+        # A DistributedDataParallel made in the block may outlive it (a local of the caller).
+        # Freed after the group has ended, it would hold the group's last reference and destroy
+        # it while holding the GIL, joining gloo's threads as one of them waits for that GIL to
+        # finish a collective: a deadlock.  So the group object itself lives on until exit.
+        _ENDED_GROUPS.append(dist.group.WORLD)
         dist.destroy_process_group()
 
 
@@ -87,8 +95,13 @@ def _run_rank(rank: int, world: int, port: int, main: Callable[[List[str]], int]
     )  # fmt: skip
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))  # the ranks share the cores
     status = main(argv)
-    if status:
-        sys.exit(status)
+    # Leave without running destructors: a DistributedDataParallel still referenced after its
+    # process group ended destroys gloo's group when it is freed, joining gloo's threads while
+    # holding the GIL that a thread finishing a collective needs (a deadlock seen on a loaded
+    # machine).  Everything the rank writes is written and closed by now.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def gather_rows(tensor: torch.Tensor) -> torch.Tensor:
