@@ -13,7 +13,9 @@ import torch
 
 # Below about 16 columns the CPU BLAS switches to other kernels whose sums differ from the
 # wide product's in the last bit; scoring single items in blocks at least this wide keeps
-# their scores bit-identical to the same items' in a catalog chunk.
+# their scores bit-identical to the same items' in a catalog chunk.  That holds on one thread;
+# with several, the BLAS may split products of different widths differently, and a score can
+# come out one ulp apart between chunkings (only ties between equal item vectors then move).
 MIN_PRODUCT_WIDTH = 256
 
 
