@@ -239,9 +239,17 @@ def test_compiles_without_graph_breaks(path):
 # --------------------------------------------------------------------------- dispatch and validation
 
 
-def test_auto_picks_chunked_on_the_cpu():
-    hidden, weight, targets = make_inputs(3, 5, 4)
-    assert dispatcher.select("auto", torch.device("cpu"), (hidden, weight, targets, -100, 0.0, None)).name == "chunked"
+def test_auto_picks_chunked_on_the_cpu_for_large_logits_and_the_reference_for_small():
+    from igrsr.ops.linear_cross_entropy.chunked import SMALL_LOGITS
+
+    def chosen(rows, classes):
+        hidden, weight = torch.empty(rows, 4), torch.empty(classes, 4)
+        targets = torch.zeros(rows, dtype=torch.long)
+        return dispatcher.select("auto", torch.device("cpu"), (hidden, weight, targets, -100, 0.0, None)).name
+
+    assert chosen(SMALL_LOGITS // 1000 + 1, 1000) == "chunked"
+    assert chosen(SMALL_LOGITS // 1000, 1000) == "reference"
+    assert chosen(3, 5) == "reference"
     backends = available_backends("linear_cross_entropy", "cpu")
     assert backends.index("chunked") < backends.index("reference")
 
