@@ -120,6 +120,21 @@ def test_shapes_around_chunks(path, rows, classes, dim, chunk_size):
     assert_within_reference_error(hidden, weight, targets, backend, device, reduction="none", chunk_size=chunk_size)
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+def test_chunked_row_blocks_not_dividing_the_rows(monkeypatch, dtype, label_smoothing):
+    """Tiles of 5 rows × 16 classes: 33 rows make 7 blocks, the last of 3 rows, and each
+    chunk's gradient accumulates over the blocks."""
+    from igrsr.ops.linear_cross_entropy import chunked
+
+    monkeypatch.setattr(chunked, "TILE_ELEMENTS", 5 * 16)
+    hidden, weight, targets = make_inputs(33, 70, 16, dtype)
+    targets[::3] = -100
+    assert_within_reference_error(
+        hidden, weight, targets, "chunked", "cpu", reduction="none", label_smoothing=label_smoothing, chunk_size=16
+    )
+
+
 @pytest.mark.parametrize("path", FAST_PATHS)
 def test_targets_in_the_first_and_the_last_chunk(path):
     backend, device = path
