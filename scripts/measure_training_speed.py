@@ -4,7 +4,8 @@
     python scripts/measure_training_speed.py --data ../shared/data/Beauty.txt --steps 50 --processes 1,2
 
 ``reference-loss`` is fp32 eager with the catalog loss materialized (rows x N logits) instead of
-the fused linear cross-entropy.  Each row times ``--steps`` optimizer steps of the trainer
+the fused linear cross-entropy, ``chunked-loss`` the same with the loss forced to the chunked
+backend (``fp32`` lets ``auto`` choose).  Each row times ``--steps`` optimizer steps of the trainer
 (``Trainer._step`` on the trainer's own batches, ``--warmup`` untimed steps first, compilation
 included there) and reports steps/s and training examples/s over all processes.  IGR-SR runs
 over an untrained SASRec (its speed does not depend on the stage-1 weights).  Measure on a
@@ -27,19 +28,26 @@ from igrsr.data import leave_one_out, load_data
 from igrsr.distributed import barrier, is_main_process, launched_world_size, process_group, run_processes, world_size
 from igrsr.train import TrainConfig, Trainer
 from igrsr.train.config import resolve_device
+from igrsr.train.runs import environment
 
-SETTINGS = {"fp32": {}, "reference-loss": {}, "compile": {"compile": True}, "bf16": {"precision": "bf16"}}
-# fp32 with the catalog loss materialized (the linear cross-entropy's reference backend), the
-# baseline of the fused loss: same batches, same threads.
-REFERENCE_LOSS = "reference-loss"
+SETTINGS = {
+    "fp32": {},
+    "reference-loss": {},
+    "chunked-loss": {},
+    "compile": {"compile": True},
+    "bf16": {"precision": "bf16"},
+}
+# fp32 with the catalog loss on one backend of the linear cross-entropy: the reference (rows x N
+# logits materialized) is the baseline of the fused loss, same batches, same threads.
+LOSS_BACKENDS = {"reference-loss": "reference", "chunked-loss": "chunked"}
 
 
 def build(model_name: str, split, setting: str) -> torch.nn.Module:
     torch.manual_seed(0)
     sasrec = SASRec(split.num_items)
     model = sasrec if model_name == "sasrec" else IGRSR(sasrec)
-    if setting == REFERENCE_LOSS:
-        model.catalog_loss.backend = "reference"
+    if setting in LOSS_BACKENDS:
+        model.catalog_loss.backend = LOSS_BACKENDS[setting]
     return model
 
 
@@ -130,7 +138,13 @@ def main(argv: List[str]) -> int:
         print(f"{row['model']:<8}{row['setting']:<9}{row['processes']:>6}{row['steps_per_s']:>10.2f}"
               f"{row['examples_per_s']:>12.0f}")  # fmt: skip
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2))
+        record = {
+            "command": " ".join(["python", *sys.argv]),
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "environment": environment(),
+            "rows": rows,
+        }
+        Path(args.json).write_text(json.dumps(record, indent=2))
     return 0
 
 

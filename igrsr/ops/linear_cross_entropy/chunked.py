@@ -243,9 +243,9 @@ def linear_cross_entropy_chunked_impl(
 
 
 # Below this many logits "auto" leaves the catalog to the reference: its one product of
-# rows x N fits the caches, and the chunked sweeps' extra product costs more than it saves
-# (measured on a 2-core CPU: IGR-SR's 256 x 12,101 per batch ran 10% slower chunked, SASRec's
-# 1,450 x 12,101 1.7x faster; scripts/measure_training_speed.py, benchmarks/).
+# rows x N fits the caches, and the chunked sweeps' extra product costs about what it saves
+# (measured on a 2-core CPU, whole training steps: IGR-SR's 256 x 12,101 per batch 0.89-1.05x
+# chunked, SASRec's 1,450 x 12,101 1.4-1.6x; scripts/measure_training_speed.py, benchmarks/).
 SMALL_LOGITS = 2**22
 
 
