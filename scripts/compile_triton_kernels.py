@@ -15,13 +15,15 @@ the kernels of the checkout it lives in (its root goes first on ``sys.path``), w
 is installed; tests/test_triton_compile.py runs it.
 """
 
+import multiprocessing
 import os
 import re
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import triton
@@ -167,23 +169,37 @@ TARGETS = [
 TARGETS += [(80, dtype, 128, False) for dtype in TRITON_TYPES]
 
 
+def compile_target(target: tuple) -> Tuple[List[str], Optional[str]]:
+    """(one line per launch of ``target``, the first failure or None), compiled in a worker."""
+    arch, dtype, head_dim, dropout = target
+    lines = []
+    for kernel, constexprs, num_warps, num_stages in launches(dtype, head_dim, dropout):
+        source = ASTSource(fn=kernel, signature=signature(kernel, dtype, constexprs), constexprs=constexprs)
+        compiled = triton.compile(
+            source, target=GPUTarget("cuda", arch, 32), options=dict(num_warps=num_warps, num_stages=num_stages)
+        )
+        shared = compiled.metadata.shared
+        name = kernel.fn.__name__
+        launch = f"sm_{arch} {TRITON_TYPES[dtype]} head_dim={head_dim} {name}{' dropout' if dropout else ''}"
+        usage = resource_usage(compiled.asm["cubin"])
+        registers = f", {usage[0]} registers and {usage[1]} B stack per thread" if usage else ""
+        lines.append(f"{launch}: {num_warps} warps, {shared} B shared{registers}")
+        if shared > SHARED_MEMORY[arch]:
+            return lines, f"{name} needs {shared} B of shared memory, sm_{arch} has {SHARED_MEMORY[arch]}"
+        if usage and usage[1] and name in SPILL_FREE:
+            return lines, f"{launch} spills {usage[1]} B of registers per thread; its launch config must not"
+    return lines, None
+
+
 def main():
-    for arch, dtype, head_dim, dropout in TARGETS:
-        for kernel, constexprs, num_warps, num_stages in launches(dtype, head_dim, dropout):
-            source = ASTSource(fn=kernel, signature=signature(kernel, dtype, constexprs), constexprs=constexprs)
-            compiled = triton.compile(
-                source, target=GPUTarget("cuda", arch, 32), options=dict(num_warps=num_warps, num_stages=num_stages)
-            )
-            shared = compiled.metadata.shared
-            name = kernel.fn.__name__
-            launch = f"sm_{arch} {TRITON_TYPES[dtype]} head_dim={head_dim} {name}{' dropout' if dropout else ''}"
-            usage = resource_usage(compiled.asm["cubin"])
-            registers = f", {usage[0]} registers and {usage[1]} B stack per thread" if usage else ""
-            print(f"{launch}: {num_warps} warps, {shared} B shared{registers}", flush=True)
-            if shared > SHARED_MEMORY[arch]:
-                sys.exit(f"{name} needs {shared} B of shared memory, sm_{arch} has {SHARED_MEMORY[arch]}")
-            if usage and usage[1] and name in SPILL_FREE:
-                sys.exit(f"{launch} spills {usage[1]} B of registers per thread; its launch config must not")
+    # One process per core: each compile is single-threaded (ptxas included), and the 168
+    # launches take 10-15 minutes on one core of a small CPU with Triton's cache cold.
+    workers = min(len(TARGETS), os.cpu_count() or 1)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for lines, failure in pool.map(compile_target, TARGETS):
+            print("\n".join(lines), flush=True)
+            if failure:
+                sys.exit(failure)
 
 
 if __name__ == "__main__":

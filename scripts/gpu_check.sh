@@ -5,6 +5,7 @@
 # pytest-benchmark installed:
 #     RESULTS=benchmarks/results/<date>-h200 bash scripts/gpu_check.sh
 #     ARCHIVE=$OUT/gpu_check.tar.gz bash scripts/gpu_check.sh    # also pack $RESULTS into one file
+# The benchmarks' public peers are not installed there: carry their wheels (scripts/peer_wheels.sh).
 # Every stage has its own time limit (seconds, overridable below) and its own output file, so
 # a stage that runs long costs only itself.  A stage past its limit gets SIGINT first, on which
 # pytest still writes its JUnit XML and pytest-benchmark its JSON for what finished.
@@ -41,17 +42,24 @@ stage() {  # stage NAME LIMIT COMMAND...: run COMMAND under LIMIT seconds, log t
     [ "$rc" -eq 0 ] || status=1
 }
 
+# The public peers of the benchmarks, where the run carries their wheels (scripts/peer_wheels.sh).
+if compgen -G ".whl/*.whl" > /dev/null; then
+    "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --target /tmp/peers .whl/*.whl \
+        && export PYTHONPATH=/tmp/peers${PYTHONPATH:+:$PYTHONPATH}
+fi
 "$PYTHON" - <<'PY' > "$RESULTS/environment.json"
-import json, platform, datetime, torch
-try:
-    import triton; triton_version = triton.__version__
-except ImportError:
-    triton_version = None
+import json, platform, datetime, importlib.metadata, torch
+def version(name):
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 print(json.dumps({
     "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     "device": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-    "torch": torch.__version__, "cuda": torch.version.cuda, "triton": triton_version,
+    "torch": torch.__version__, "cuda": torch.version.cuda, "triton": version("triton"),
     "python": platform.python_version(),
+    "peers": {name: version(name) for name in ("liger-kernel", "cut-cross-entropy")},
 }, indent=2))
 PY
 cat "$RESULTS/environment.json"

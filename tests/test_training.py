@@ -65,6 +65,27 @@ def test_resume_continues_exactly_where_the_run_stopped(split, tmp_path):
     assert resumed["test"] == pytest.approx(uninterrupted["test"], rel=1e-5)
 
 
+def test_the_progress_bar_moves_every_step_between_loss_reads(split, tmp_path, monkeypatch):
+    """With log_every beyond the epoch's steps, the bar still advances one step at a time (a
+    slow step shows before the loss is next read) and ends at the epoch's step count."""
+    import igrsr.train.trainer as trainer_module
+
+    updates = []
+
+    class RecordingBar(trainer_module.tqdm):
+        def update(self, n=1):
+            updates.append(n)
+            return super().update(n)
+
+    monkeypatch.setattr(trainer_module, "tqdm", RecordingBar)
+    trainer = Trainer(
+        SASRec(split.num_items, **SMALL), split, config(epochs=1, progress=True, log_every=1000), tmp_path, "sasrec"
+    )
+    steps = len(trainer._epoch_batches())
+    trainer.fit()
+    assert steps > 1 and updates == [1] * steps
+
+
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
     path = tmp_path / "results.json"
     save_json({"done": 1}, path)

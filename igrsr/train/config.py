@@ -48,7 +48,7 @@ class TrainConfig(Config):
     )
     compile: bool = option(False, "torch.compile the training step", runtime=True)
     log_every: int = option(
-        50, "steps between reads of the loss on the host (progress bar, non-finite check)", ge=1, runtime=True
+        50, "steps between reads of the loss on the host (its value on the bar, non-finite check)", ge=1, runtime=True
     )
     device: str = option("auto", "auto, cpu, cuda, cuda:1, ...", runtime=True)
     eval_batch_size: Optional[int] = option(

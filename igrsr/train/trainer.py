@@ -194,11 +194,11 @@ class Trainer:
             parts = self._step(self._to_device(self.examples.batch(indices)))
             # float64 sums on the device, as adding each step's loss on the host would give.
             interval = {name: interval.get(name, 0.0) + value.double() for name, value in parts.items()}
+            bar.update()  # every step (no device sync): long steps show progress before log_every
             if step % self.config.log_every == 0 or step == len(batches):
                 sums = self._read_interval(interval, interval_start, step)
                 epoch_loss += sums["loss"]
                 steps = step - interval_start + 1
-                bar.update(steps)
                 bar.set_postfix({name: f"{value / (steps * self.world):.4f}" for name, value in sums.items()})
                 interval, interval_start = {}, step + 1
         bar.close()
