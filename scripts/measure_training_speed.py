@@ -30,16 +30,10 @@ from igrsr.train import TrainConfig, Trainer
 from igrsr.train.config import resolve_device
 from igrsr.train.runs import environment
 
-SETTINGS = {
-    "fp32": {},
-    "reference-loss": {},
-    "chunked-loss": {},
-    "compile": {"compile": True},
-    "bf16": {"precision": "bf16"},
-}
 # fp32 with the catalog loss on one backend of the linear cross-entropy: the reference (rows x N
 # logits materialized) is the baseline of the fused loss, same batches, same threads.
 LOSS_BACKENDS = {"reference-loss": "reference", "chunked-loss": "chunked"}
+SETTINGS = {"fp32": {}, **dict.fromkeys(LOSS_BACKENDS, {}), "compile": {"compile": True}, "bf16": {"precision": "bf16"}}
 
 
 def build(model_name: str, split, setting: str) -> torch.nn.Module:
